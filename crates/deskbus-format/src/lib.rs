@@ -1,0 +1,1 @@
+//! The format stack (placeholder until the format issue lands).
