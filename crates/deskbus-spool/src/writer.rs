@@ -1,0 +1,247 @@
+//! The single writer thread: folds every waiting command into one transaction.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use crate::{AppendBatch, DeadLetterSelector, NewEntry, Outcome, SpoolError, now_ms};
+
+pub(crate) type Reply = oneshot::Sender<Result<(), SpoolError>>;
+
+pub(crate) enum Command {
+    Append { batch: AppendBatch, reply: Reply },
+    Complete { outcomes: Vec<(i64, Outcome)>, reply: Reply },
+    RetryDead { which: DeadLetterSelector, reply: oneshot::Sender<Result<u64, SpoolError>> },
+    DropDead { which: DeadLetterSelector, reply: oneshot::Sender<Result<u64, SpoolError>> },
+}
+
+/// Counters for the group commit, readable while the writer runs.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub commands: AtomicU64,
+}
+
+enum Pending {
+    Unit(Reply),
+    Count(oneshot::Sender<Result<u64, SpoolError>>, u64),
+}
+
+pub(crate) fn run(
+    mut conn: Connection,
+    commands: mpsc::Receiver<Command>,
+    max_group: usize,
+    stats: Arc<WriterStats>,
+    wake: impl Fn(&BTreeSet<String>),
+) {
+    // Blocks for the first command of a group; returns when every sender is gone.
+    while let Ok(first) = commands.recv() {
+        let mut group = vec![first];
+        while group.len() < max_group {
+            match commands.try_recv() {
+                Ok(command) => group.push(command),
+                Err(_) => break,
+            }
+        }
+        stats.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
+        let mut pending = Vec::with_capacity(group.len());
+        let mut woken = BTreeSet::new();
+        let result = apply_group(&mut conn, group, &mut pending, &mut woken);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                wake(&woken);
+                for p in pending {
+                    match p {
+                        Pending::Unit(reply) => drop(reply.send(Ok(()))),
+                        Pending::Count(reply, n) => drop(reply.send(Ok(n))),
+                    }
+                }
+            }
+            Err(error) => {
+                // The transaction rolled back: nobody in the group was
+                // committed, so everybody hears the failure.
+                let message = error_chain(&error);
+                for p in pending {
+                    match p {
+                        Pending::Unit(reply) => drop(reply.send(Err(SpoolError::Commit(message.clone())))),
+                        Pending::Count(reply, _) => drop(reply.send(Err(SpoolError::Commit(message.clone())))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn error_chain(error: &rusqlite::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn apply_group(
+    conn: &mut Connection,
+    group: Vec<Command>,
+    pending: &mut Vec<Pending>,
+    woken: &mut BTreeSet<String>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let now = now_ms();
+    for command in group {
+        match command {
+            Command::Append { batch, reply } => {
+                append(&tx, &batch, now, woken)?;
+                pending.push(Pending::Unit(reply));
+            }
+            Command::Complete { outcomes, reply } => {
+                complete(&tx, &outcomes, now, woken)?;
+                pending.push(Pending::Unit(reply));
+            }
+            Command::RetryDead { which, reply } => {
+                let n = retry_dead(&tx, &which, now, woken)?;
+                pending.push(Pending::Count(reply, n));
+            }
+            Command::DropDead { which, reply } => {
+                let (clause, arg) = selector(&which);
+                let n = tx.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])?;
+                pending.push(Pending::Count(reply, n as u64));
+            }
+        }
+    }
+    tx.commit()
+}
+
+fn append(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &AppendBatch,
+    now: i64,
+    woken: &mut BTreeSet<String>,
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO entries
+            (stream, use_case, queue, order_key, event_id, payload, enqueued_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?;
+    for e in &batch.entries {
+        insert.execute(params![e.stream, e.use_case, e.queue, e.order_key, e.event_id, e.payload, now])?;
+        woken.insert(e.stream.clone());
+    }
+    for dead in &batch.dead_letters {
+        insert_dead(tx, &dead.entry, now, now, 0, &dead.reason)?;
+    }
+    if let Some((source, value)) = &batch.cursor {
+        tx.prepare_cached(
+            "INSERT INTO cursors(source, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )?
+        .execute(params![source, value, now])?;
+    }
+    Ok(())
+}
+
+fn insert_dead(
+    tx: &rusqlite::Transaction<'_>,
+    e: &NewEntry,
+    enqueued_at: i64,
+    now: i64,
+    attempts: u32,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO dead_letters
+            (stream, use_case, queue, order_key, event_id, payload, enqueued_at, failed_at, attempts, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        e.stream, e.use_case, e.queue, e.order_key, e.event_id, e.payload, enqueued_at, now, attempts, reason
+    ])?;
+    Ok(())
+}
+
+fn complete(
+    tx: &rusqlite::Transaction<'_>,
+    outcomes: &[(i64, Outcome)],
+    now: i64,
+    woken: &mut BTreeSet<String>,
+) -> rusqlite::Result<()> {
+    for (seq, outcome) in outcomes {
+        match outcome {
+            Outcome::Delivered => {
+                tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?.execute([seq])?;
+            }
+            Outcome::Retry { error, next_attempt_at } => {
+                tx.prepare_cached(
+                    "UPDATE entries SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                     WHERE seq = ?1",
+                )?
+                .execute(params![seq, next_attempt_at, error])?;
+            }
+            Outcome::Dead { reason, attempts } => {
+                let moved = tx.prepare_cached(
+                    "INSERT INTO dead_letters
+                        (stream, use_case, queue, order_key, event_id, payload, enqueued_at, failed_at, attempts, reason)
+                     SELECT stream, use_case, queue, order_key, event_id, payload, enqueued_at, ?2, ?3, ?4
+                     FROM entries WHERE seq = ?1",
+                )?
+                .execute(params![seq, now, attempts, reason])?;
+                if moved > 0 {
+                    let stream: String = tx.query_row(
+                        "SELECT stream FROM entries WHERE seq = ?1",
+                        [seq],
+                        |r| r.get(0),
+                    )?;
+                    tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?.execute([seq])?;
+                    // The entries queued behind it on its key are free now.
+                    woken.insert(stream);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn selector(which: &DeadLetterSelector) -> (&'static str, rusqlite::types::Value) {
+    use rusqlite::types::Value;
+    match which {
+        DeadLetterSelector::One(id) => ("id = ?1", Value::Integer(*id)),
+        DeadLetterSelector::Stream(stream) => ("stream = ?1", Value::Text(stream.clone())),
+        DeadLetterSelector::All => ("?1 IS NULL", Value::Null),
+    }
+}
+
+fn retry_dead(
+    tx: &rusqlite::Transaction<'_>,
+    which: &DeadLetterSelector,
+    now: i64,
+    woken: &mut BTreeSet<String>,
+) -> rusqlite::Result<u64> {
+    let (clause, arg) = selector(which);
+    {
+        let mut streams = tx.prepare(&format!("SELECT DISTINCT stream FROM dead_letters WHERE {clause}"))?;
+        let rows = streams.query_map([&arg], |r| r.get::<_, String>(0))?;
+        for stream in rows {
+            woken.insert(stream?);
+        }
+    }
+    // A retried dead letter joins the back of its key's queue; if the same
+    // event is still pending (it was re-sent meanwhile), the pending copy wins.
+    tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO entries
+                (stream, use_case, queue, order_key, event_id, payload, enqueued_at, next_attempt_at)
+             SELECT stream, use_case, queue, order_key, event_id, payload, enqueued_at, ?2
+             FROM dead_letters WHERE {clause} ORDER BY id"
+        ),
+        params![arg, now],
+    )?;
+    let moved = tx.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])?;
+    Ok(moved as u64)
+}

@@ -1,0 +1,271 @@
+//! Acknowledgement, ordering and dead-letter behaviour, plus a model-based
+//! property test of the invariants stated in the crate docs.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use deskbus_spool::*;
+use proptest::prelude::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().build().unwrap()
+}
+
+fn entry(key: &str, id: &str) -> NewEntry {
+    NewEntry::new("out", "uc", "q", key, id, id.as_bytes().to_vec())
+}
+
+fn append(spool: &Spool, entries: Vec<NewEntry>) {
+    rt().block_on(spool.append(AppendBatch { entries, ..Default::default() })).unwrap();
+}
+
+fn complete(spool: &Spool, outcomes: Vec<(i64, Outcome)>) {
+    rt().block_on(spool.complete(outcomes)).unwrap();
+}
+
+fn ids(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+fn open(dir: &tempfile::TempDir) -> Spool {
+    Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap()
+}
+
+#[test]
+fn only_the_head_of_each_key_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    append(&spool, vec![entry("t1", "a"), entry("t1", "b"), entry("t2", "c"), entry("t1", "d")]);
+    let ready = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap();
+    assert_eq!(ids(&ready), ["a", "c"]);
+    // In flight entries are skipped, and so is everything behind them.
+    let in_flight: HashSet<i64> = ready.iter().map(|e| e.seq).collect();
+    assert!(spool.fetch_ready("out", now_ms(), 10, &in_flight).unwrap().is_empty());
+    complete(&spool, vec![(ready[0].seq, Outcome::Delivered)]);
+    let in_flight: HashSet<i64> = [ready[1].seq].into();
+    assert_eq!(ids(&spool.fetch_ready("out", now_ms(), 10, &in_flight).unwrap()), ["b"]);
+}
+
+#[test]
+fn a_retry_blocks_its_key_until_due_and_counts_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    append(&spool, vec![entry("t1", "a"), entry("t1", "b")]);
+    let a = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+    let due = now_ms() + 60_000;
+    complete(&spool, vec![(a.seq, Outcome::Retry { error: "down".into(), next_attempt_at: due })]);
+    assert!(spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().is_empty());
+    assert_eq!(spool.next_due("out").unwrap(), Some(due));
+    let again = spool.fetch_ready("out", due, 10, &HashSet::new()).unwrap();
+    assert_eq!(ids(&again), ["a"]);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(spool.stats().unwrap().streams["out"].retrying, 1);
+}
+
+#[test]
+fn dead_letters_free_the_key_and_can_be_retried_with_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    append(&spool, vec![entry("t1", "a"), entry("t1", "b")]);
+    let a = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+    complete(&spool, vec![(a.seq, Outcome::Dead { reason: "job too big".into(), attempts: 3 })]);
+    assert_eq!(ids(&spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap()), ["b"]);
+    let dead = spool.dead_letters(None, 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].event_id.as_str(), dead[0].attempts, dead[0].reason.as_str()), ("a", 3, "job too big"));
+    assert_eq!(spool.dead_letter(dead[0].id).unwrap(), dead[0]);
+    assert!(matches!(spool.dead_letter(999), Err(SpoolError::NoSuchDeadLetter(999))));
+    let moved = rt().block_on(spool.retry_dead_letters(DeadLetterSelector::One(dead[0].id))).unwrap();
+    assert_eq!(moved, 1);
+    assert!(spool.dead_letters(None, 10).unwrap().is_empty());
+    // Back at the end of its key's queue, with its id and no attempts.
+    let b = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+    complete(&spool, vec![(b.seq, Outcome::Delivered)]);
+    let again = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap();
+    assert_eq!((again[0].event_id.as_str(), again[0].attempts), ("a", 0));
+}
+
+#[test]
+fn dropping_dead_letters_by_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    let batch = AppendBatch {
+        dead_letters: vec![
+            NewDeadLetter { entry: entry("k", "x"), reason: "missing field".into() },
+            NewDeadLetter {
+                entry: NewEntry::new("other", "uc", "q", "k", "y", vec![]),
+                reason: "r".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    rt().block_on(spool.append(batch)).unwrap();
+    assert_eq!(spool.stats().unwrap().streams["out"].dead_letters, 1);
+    let dropped = rt().block_on(spool.drop_dead_letters(DeadLetterSelector::Stream("out".into()))).unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(spool.dead_letters(None, 10).unwrap().len(), 1);
+    assert_eq!(rt().block_on(spool.drop_dead_letters(DeadLetterSelector::All)).unwrap(), 1);
+}
+
+#[test]
+fn a_resent_event_is_not_queued_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    append(&spool, vec![entry("k1", "same")]);
+    append(&spool, vec![entry("k1", "same"), entry("k2", "other")]);
+    assert_eq!(spool.stats().unwrap().streams["out"].depth, 2);
+}
+
+#[test]
+fn entries_and_cursor_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = open(&dir);
+        let batch = AppendBatch {
+            entries: vec![entry("k", "a")],
+            cursor: Some(("osticket".into(), "thread_entry:42".into())),
+            ..Default::default()
+        };
+        rt().block_on(spool.append(batch)).unwrap();
+        assert_eq!(spool.meta_or_insert("origin_uuid", "first").unwrap(), "first");
+        spool.close();
+    }
+    let spool = open(&dir);
+    assert_eq!(spool.cursor("osticket").unwrap().as_deref(), Some("thread_entry:42"));
+    assert_eq!(spool.meta_or_insert("origin_uuid", "second").unwrap(), "first");
+    let stats = spool.stats().unwrap();
+    assert_eq!(stats.streams["out"].depth, 1);
+    assert_eq!(stats.cursors["osticket"], "thread_entry:42");
+}
+
+#[test]
+fn closed_spool_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    spool.close();
+    let err = rt().block_on(spool.append(AppendBatch::default())).unwrap_err();
+    assert!(matches!(err, SpoolError::Closed));
+}
+
+#[test]
+fn concurrent_appends_are_grouped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let spool = spool.clone();
+            tasks.push(tokio::spawn(async move {
+                spool
+                    .append(AppendBatch { entries: vec![entry(&format!("k{i}"), &format!("e{i}"))], ..Default::default() })
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    });
+    let stats = spool.writer_stats();
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(spool.stats().unwrap().streams["out"].depth, 200);
+    assert!(commits < 200, "200 concurrent appends took {commits} commits: no grouping");
+}
+
+/// Operations of the model-based test.
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<u8>),
+    Deliver(usize),
+    Retry(usize),
+    Dead(usize),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => proptest::collection::vec(0u8..4, 1..5).prop_map(Op::Append),
+        3 => (1usize..6).prop_map(Op::Deliver),
+        1 => (1usize..3).prop_map(Op::Retry),
+        1 => (1usize..2).prop_map(Op::Dead),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Against a model of per-key FIFO queues: nothing is lost, nothing is
+    /// handed out twice at once, every key is delivered in append order, and
+    /// dead letters hold exactly what was given up.
+    #[test]
+    fn spool_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = open(&dir);
+        let mut model: BTreeMap<String, VecDeque<String>> = BTreeMap::new();
+        let mut delivered: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut appended: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut dead: Vec<String> = Vec::new();
+        let mut next = 0;
+        // Retries are due "later"; we fetch with a clock far in the future
+        // after every step so retried heads become due again.
+        let far = now_ms() + 3_600_000;
+        for op in ops {
+            match op {
+                Op::Append(keys) => {
+                    let entries: Vec<NewEntry> = keys.iter().map(|k| {
+                        next += 1;
+                        let (key, id) = (format!("k{k}"), format!("e{next}"));
+                        model.entry(key.clone()).or_default().push_back(id.clone());
+                        appended.entry(key.clone()).or_default().push(id.clone());
+                        entry(&key, &id)
+                    }).collect();
+                    append(&spool, entries);
+                }
+                Op::Deliver(n) | Op::Retry(n) | Op::Dead(n) => {
+                    let ready = spool.fetch_ready("out", far, n, &HashSet::new()).unwrap();
+                    // Every ready entry is the head of its key in the model, once.
+                    let mut keys = HashSet::new();
+                    for e in &ready {
+                        prop_assert!(keys.insert(e.order_key.clone()), "two entries of one key");
+                        prop_assert_eq!(model[&e.order_key].front(), Some(&e.event_id));
+                    }
+                    let expected_ready = model.values().filter(|q| !q.is_empty()).count().min(n);
+                    prop_assert_eq!(ready.len(), expected_ready);
+                    let outcomes = ready.iter().map(|e| {
+                        let outcome = match op {
+                            Op::Deliver(_) => {
+                                model.get_mut(&e.order_key).unwrap().pop_front();
+                                delivered.entry(e.order_key.clone()).or_default().push(e.event_id.clone());
+                                Outcome::Delivered
+                            }
+                            Op::Retry(_) => Outcome::Retry { error: "x".into(), next_attempt_at: far - 1 },
+                            _ => {
+                                model.get_mut(&e.order_key).unwrap().pop_front();
+                                dead.push(e.event_id.clone());
+                                Outcome::Dead { reason: "poison".into(), attempts: e.attempts + 1 }
+                            }
+                        };
+                        (e.seq, outcome)
+                    }).collect();
+                    complete(&spool, outcomes);
+                }
+                Op::Reopen => {
+                    spool.close();
+                    spool = open(&dir);
+                }
+            }
+            let pending: usize = model.values().map(VecDeque::len).sum();
+            let depth = spool.stats().unwrap().streams.get("out").map_or(0, |s| s.depth as usize);
+            prop_assert_eq!(depth, pending);
+        }
+        // Delivered order per key is a subsequence of append order.
+        for (key, got) in &delivered {
+            let order: Vec<&String> = appended[key].iter().filter(|id| got.contains(id)).collect();
+            prop_assert_eq!(order, got.iter().collect::<Vec<_>>());
+        }
+        let mut dead_ids: Vec<String> = spool.dead_letters(None, 1000).unwrap().into_iter().map(|d| d.event_id).collect();
+        dead_ids.sort();
+        dead.sort();
+        prop_assert_eq!(dead_ids, dead);
+    }
+}
