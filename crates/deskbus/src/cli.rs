@@ -1,0 +1,301 @@
+//! The command line: `run`, `check`, `dlq` and `spool`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use deskbus_spool::DeadLetterSelector;
+
+use crate::config::{self, Config, LoadError, LogFormat};
+use crate::runtime::{self, RunError};
+
+#[derive(Debug, Parser)]
+#[command(name = "deskbus", version, about = "Integration hub for help desks, contact centres and message buses")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipelines of CONFIG until SIGINT or SIGTERM.
+    Run { config: PathBuf },
+    /// Validate CONFIG; print every problem as file:line:column: message.
+    Check {
+        config: PathBuf,
+        /// Also connect to every stream and report whether it answers.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Inspect and act on dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Inspect the spool.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The config whose data directory to use.
+    #[arg(short, long, default_value = "deskbus.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Only this stream's.
+        #[arg(long)]
+        stream: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one dead letter with its payload.
+    Show {
+        #[command(flatten)]
+        target: Target,
+        id: i64,
+    },
+    /// Move dead letters back to their stream's queue (same event id).
+    Retry {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Delete dead letters.
+    Drop {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        which: Which,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Which {
+    /// One dead letter by id.
+    pub id: Option<i64>,
+    /// Every dead letter of a stream.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Every dead letter.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Depth, retries, oldest entry and dead letters per stream; source cursors.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("spool command failed")]
+    Spool(#[from] deskbus_spool::SpoolError),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot write output")]
+    Output(#[from] std::io::Error),
+}
+
+/// Exit code of an invalid config, as `deskbus check` documents.
+const INVALID_CONFIG: u8 = 2;
+
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Check { config, connect } => check(&config, connect),
+        Command::Run { config } => {
+            let config = match load_or_report(&config)? {
+                Ok(config) => config,
+                Err(code) => return Ok(code),
+            };
+            init_logging(&config);
+            tokio_runtime()?.block_on(runtime::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { command } => dlq(command),
+        Command::Spool { command: SpoolCommand::Stats { target } } => spool_stats(&target.config),
+    }
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)
+}
+
+/// Loads a config; an invalid one is printed and becomes exit code 2.
+fn load_or_report(path: &Path) -> Result<Result<Config, ExitCode>, CliError> {
+    match config::load(path) {
+        Ok((config, warnings)) => {
+            eprint!("{warnings}");
+            Ok(Ok(config))
+        }
+        Err(LoadError::Invalid(diagnostics)) => {
+            eprint!("{diagnostics}");
+            let errors = diagnostics.errors().count();
+            eprintln!("{}: {errors} error{}", path.display(), if errors == 1 { "" } else { "s" });
+            Ok(Err(ExitCode::from(INVALID_CONFIG)))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn check(path: &Path, connect: bool) -> Result<ExitCode, CliError> {
+    let config = match load_or_report(path)? {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    println!(
+        "{}: ok ({} sources, {} streams, {} use cases)",
+        path.display(),
+        config.sources.len(),
+        config.streams.len(),
+        config.use_cases.len()
+    );
+    if !connect {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failures = tokio_runtime()?.block_on(async {
+        let mut failures = 0;
+        for (id, settings) in &config.streams {
+            let outcome = match settings.config.build() {
+                Ok(stream) => tokio::time::timeout(std::time::Duration::from_secs(10), stream.healthcheck())
+                    .await
+                    .unwrap_or_else(|_| Err("no answer within 10s".into())),
+                Err(reason) => Err(reason),
+            };
+            match outcome {
+                Ok(()) => println!("stream {id} ({}): ok", settings.config.type_name()),
+                Err(reason) => {
+                    failures += 1;
+                    println!("stream {id} ({}): FAILED: {reason}", settings.config.type_name());
+                }
+            }
+        }
+        failures
+    });
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("DESKBUS_LOG").unwrap_or_else(|_| config.log.level.clone());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn open_spool(path: &Path) -> Result<Result<deskbus_spool::Spool, ExitCode>, CliError> {
+    let config = match load_or_report(path)? {
+        Ok(config) => config,
+        Err(code) => return Ok(Err(code)),
+    };
+    Ok(Ok(runtime::open_spool(&config)?))
+}
+
+fn selector(which: Which) -> DeadLetterSelector {
+    match (which.id, which.stream) {
+        (Some(id), _) => DeadLetterSelector::One(id),
+        (None, Some(stream)) => DeadLetterSelector::Stream(stream),
+        (None, None) => DeadLetterSelector::All,
+    }
+}
+
+fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        DlqCommand::List { target, stream, limit } => {
+            let spool = match open_spool(&target.config)? {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let letters = spool.dead_letters(stream.as_deref(), limit)?;
+            writeln!(out, "{:>6}  {:<12} {:<16} {:<36} {:>8}  reason", "id", "stream", "use case", "event id", "attempts")?;
+            for d in &letters {
+                writeln!(out, "{:>6}  {:<12} {:<16} {:<36} {:>8}  {}", d.id, d.stream, d.use_case, d.event_id, d.attempts, d.reason)?;
+            }
+            writeln!(out, "{} dead letter{}", letters.len(), if letters.len() == 1 { "" } else { "s" })?;
+        }
+        DlqCommand::Show { target, id } => {
+            let spool = match open_spool(&target.config)? {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let d = spool.dead_letter(id)?;
+            let payload: serde_json::Value = serde_json::from_slice(&d.payload)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&d.payload).into_owned()));
+            let shown = serde_json::json!({
+                "id": d.id, "stream": d.stream, "use_case": d.use_case, "queue": d.queue,
+                "event_id": d.event_id, "attempts": d.attempts, "reason": d.reason,
+                "enqueued_at": fmt_ms(d.enqueued_at), "failed_at": fmt_ms(d.failed_at), "event": payload,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&shown).unwrap_or_default())?;
+        }
+        DlqCommand::Retry { target, which } => {
+            let spool = match open_spool(&target.config)? {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let moved = tokio_runtime()?.block_on(spool.retry_dead_letters(selector(which)))?;
+            writeln!(out, "{moved} dead letter{} moved back to the spool", if moved == 1 { "" } else { "s" })?;
+        }
+        DlqCommand::Drop { target, which } => {
+            let spool = match open_spool(&target.config)? {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let dropped = tokio_runtime()?.block_on(spool.drop_dead_letters(selector(which)))?;
+            writeln!(out, "{dropped} dead letter{} dropped", if dropped == 1 { "" } else { "s" })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spool_stats(path: &Path) -> Result<ExitCode, CliError> {
+    let spool = match open_spool(path)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let stats = spool.stats()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "spool: {}", spool.path().display())?;
+    writeln!(out, "{:<16} {:>10} {:>10} {:>14} {:>12}", "stream", "depth", "retrying", "oldest age", "dead letters")?;
+    let now = deskbus_spool::now_ms();
+    for (stream, s) in &stats.streams {
+        let age = s.oldest_enqueued_at.map_or("-".to_owned(), |t| format!("{:.1}s", (now - t) as f64 / 1000.0));
+        writeln!(out, "{stream:<16} {:>10} {:>10} {age:>14} {:>12}", s.depth, s.retrying, s.dead_letters)?;
+    }
+    for (source, value) in &stats.cursors {
+        writeln!(out, "cursor {source}: {value}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
+}

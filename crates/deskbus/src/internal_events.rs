@@ -1,0 +1,171 @@
+//! Typed internal events: each is one log line and one metric, so what an
+//! operator reads and what a dashboard counts never disagree. Components
+//! report through these and nothing else. No event carries a secret.
+//!
+//! Metric names (all `deskbus_` prefixed, Prometheus conventions):
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `source_received_events_total` | source | events a source parsed from its input |
+//! | `source_accepted_events_total` | source | events committed to the spool |
+//! | `source_rejected_events_total` | source, reason | events refused (bad input, auth, unmatched, spool) |
+//! | `stream_delivered_events_total` | stream | deliveries confirmed by the stream |
+//! | `stream_retried_events_total` | stream | attempts that failed and will be retried |
+//! | `stream_dead_lettered_events_total` | stream | entries moved to dead letters |
+//! | `stream_delivery_latency_seconds` | stream | histogram: spool commit to confirmed delivery |
+//! | `spool_depth` | stream | entries waiting in the spool |
+//! | `spool_oldest_age_seconds` | stream | age of the oldest waiting entry |
+//! | `use_case_dead_lettered_events_total` | use_case | events refused at routing (template) |
+
+use metrics::{counter, gauge, histogram};
+
+pub struct EventsReceived<'a> {
+    pub source: &'a str,
+    pub count: usize,
+}
+
+impl EventsReceived<'_> {
+    pub fn emit(self) {
+        tracing::trace!(source = self.source, count = self.count, "events received");
+        counter!("deskbus_source_received_events_total", "source" => self.source.to_owned()).increment(self.count as u64);
+    }
+}
+
+pub struct EventsAccepted<'a> {
+    pub source: &'a str,
+    pub count: usize,
+}
+
+impl EventsAccepted<'_> {
+    pub fn emit(self) {
+        tracing::trace!(source = self.source, count = self.count, "events accepted");
+        counter!("deskbus_source_accepted_events_total", "source" => self.source.to_owned()).increment(self.count as u64);
+    }
+}
+
+pub struct EventsRejected<'a> {
+    pub source: &'a str,
+    pub count: usize,
+    pub reason: &'static str,
+}
+
+impl EventsRejected<'_> {
+    pub fn emit(self) {
+        tracing::debug!(source = self.source, count = self.count, reason = self.reason, "events rejected");
+        counter!("deskbus_source_rejected_events_total", "source" => self.source.to_owned(), "reason" => self.reason)
+            .increment(self.count as u64);
+    }
+}
+
+pub struct RoutedToDeadLetters<'a> {
+    pub use_case: &'a str,
+    pub event_id: &'a str,
+    pub reason: &'a str,
+}
+
+impl RoutedToDeadLetters<'_> {
+    pub fn emit(self) {
+        tracing::warn!(use_case = self.use_case, event_id = self.event_id, reason = self.reason, "event sent to dead letters at routing");
+        counter!("deskbus_use_case_dead_lettered_events_total", "use_case" => self.use_case.to_owned()).increment(1);
+    }
+}
+
+pub struct DeliveriesSucceeded<'a> {
+    pub stream: &'a str,
+    pub count: usize,
+    /// Seconds from spool commit to confirmation, one per delivery.
+    pub latencies: &'a [f64],
+}
+
+impl DeliveriesSucceeded<'_> {
+    pub fn emit(self) {
+        tracing::trace!(stream = self.stream, count = self.count, "events delivered");
+        counter!("deskbus_stream_delivered_events_total", "stream" => self.stream.to_owned()).increment(self.count as u64);
+        let h = histogram!("deskbus_stream_delivery_latency_seconds", "stream" => self.stream.to_owned());
+        for latency in self.latencies {
+            h.record(*latency);
+        }
+    }
+}
+
+pub struct DeliveryRetried<'a> {
+    pub stream: &'a str,
+    pub event_id: &'a str,
+    pub attempts: u32,
+    pub reason: &'a str,
+    pub backoff_ms: i64,
+}
+
+impl DeliveryRetried<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            stream = self.stream,
+            event_id = self.event_id,
+            attempts = self.attempts,
+            backoff_ms = self.backoff_ms,
+            reason = self.reason,
+            "delivery failed; will retry"
+        );
+        counter!("deskbus_stream_retried_events_total", "stream" => self.stream.to_owned()).increment(1);
+    }
+}
+
+pub struct DeliveryDeadLettered<'a> {
+    pub stream: &'a str,
+    pub event_id: &'a str,
+    pub attempts: u32,
+    pub reason: &'a str,
+}
+
+impl DeliveryDeadLettered<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            stream = self.stream,
+            event_id = self.event_id,
+            attempts = self.attempts,
+            reason = self.reason,
+            "delivery given up; entry moved to dead letters"
+        );
+        counter!("deskbus_stream_dead_lettered_events_total", "stream" => self.stream.to_owned()).increment(1);
+    }
+}
+
+pub struct SpoolDepth<'a> {
+    pub stream: &'a str,
+    pub depth: u64,
+    pub oldest_age_seconds: f64,
+}
+
+impl SpoolDepth<'_> {
+    pub fn emit(self) {
+        gauge!("deskbus_spool_depth", "stream" => self.stream.to_owned()).set(self.depth as f64);
+        gauge!("deskbus_spool_oldest_age_seconds", "stream" => self.stream.to_owned()).set(self.oldest_age_seconds);
+    }
+}
+
+pub struct ComponentFailed<'a> {
+    pub component: &'a str,
+    pub error: &'a (dyn std::error::Error + 'static),
+}
+
+impl ComponentFailed<'_> {
+    pub fn emit(self) {
+        tracing::error!(component = self.component, error = %ErrorChain(self.error), "component failed");
+        counter!("deskbus_component_errors_total", "component" => self.component.to_owned()).increment(1);
+    }
+}
+
+/// Displays an error with its whole source chain: `a: b: c`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}

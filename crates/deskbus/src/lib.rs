@@ -1,0 +1,14 @@
+//! deskbus: one self-hosted service that connects help desks, contact centres
+//! and message buses. See ARCHITECTURE.md for the map.
+//!
+//! The binary's `main` only parses arguments and maps errors to exit codes;
+//! everything it runs lives here so tests and benchmarks can reach it.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod internal_events;
+pub mod runtime;
+pub mod sources;
+pub mod streams;
+pub mod use_cases;

@@ -1,0 +1,253 @@
+//! `deskbus run`: wires sources, use cases, the spool and streams together,
+//! and takes them down in order.
+//!
+//! Shutdown recipe (after mini-redis): on SIGINT/SIGTERM the shutdown signal
+//! is broadcast; sources stop accepting (a webhook answers 503) and finish the
+//! requests they hold; then dispatchers stop fetching and wait for the
+//! batches in flight; then the spool writer commits what it was given and
+//! closes. Each phase has a share of `general.shutdown_timeout`; a component
+//! still running when it expires is named in the log and abandoned. Nothing
+//! is lost by abandoning: the spool still holds every undelivered entry.
+
+mod dispatcher;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use deskbus_spool::{Spool, SpoolOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::internal_events::{ComponentFailed, SpoolDepth};
+use crate::sources::{self, SourceContext};
+use crate::streams::Stream;
+use crate::use_cases::Ingest;
+
+/// A receiver of the shutdown broadcast.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    pub fn new() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown { rx })
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub async fn wait(&mut self) {
+        let _ = self.rx.wait_for(|triggered| *triggered).await;
+    }
+}
+
+/// Readiness: every component marks itself ready once it serves.
+#[derive(Clone, Default)]
+pub struct Ready {
+    pending: Arc<AtomicUsize>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Ready {
+    /// Registers one more component that must report ready.
+    pub fn register(&self) -> Ready {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.clone()
+    }
+
+    pub fn mark_ready(&self) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) == 0 && !self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the spool")]
+    Spool(#[from] deskbus_spool::SpoolError),
+    #[error("cannot build stream `{stream}`: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("source `{source_id}` failed")]
+    Source {
+        source_id: String,
+        #[source]
+        source: sources::SourceError,
+    },
+    #[error("admin listener failed")]
+    Admin(#[source] std::io::Error),
+}
+
+/// Opens the spool of `config`'s data directory.
+pub fn open_spool(config: &Config) -> Result<Spool, RunError> {
+    let dir = &config.general.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| RunError::DataDir { path: dir.clone(), source })?;
+    let mut options = SpoolOptions::new(dir.join("spool.db"));
+    options.sync = config.general.spool_sync;
+    Ok(Spool::open(options)?)
+}
+
+/// Runs until SIGINT or SIGTERM (or a fatal component error).
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let metrics = crate::admin::install_metrics();
+    let spool = open_spool(&config)?;
+    let origin_uuid = match &config.general.origin_uuid {
+        Some(origin) => origin.clone(),
+        None => spool.meta_or_insert("origin_uuid", &uuid::Uuid::now_v7().to_string())?,
+    };
+    let mut streams: HashMap<String, Arc<dyn Stream>> = HashMap::new();
+    for (id, settings) in &config.streams {
+        let stream = settings
+            .config
+            .build()
+            .map_err(|reason| RunError::Stream { stream: id.clone(), reason })?;
+        streams.insert(id.clone(), Arc::from(stream));
+    }
+    let ingest = Ingest::from_config(spool.clone(), &config);
+    let (trigger, shutdown) = Shutdown::new();
+    let ready = Ready::default();
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<RunError>(4);
+
+    let admin = match config.admin.enabled {
+        true => {
+            let listener = tokio::net::TcpListener::bind(config.admin.address).await.map_err(RunError::Admin)?;
+            let task = tokio::spawn(crate::admin::serve(listener, metrics, ready.clone(), shutdown.clone()));
+            Some(task)
+        }
+        false => None,
+    };
+
+    let mut source_tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
+    for (id, source) in &config.sources {
+        let ctx = SourceContext {
+            id: id.clone(),
+            origin_uuid: origin_uuid.clone(),
+            helpdesk_code: config.general.helpdesk_code.clone(),
+            ingest: ingest.clone(),
+            shutdown: shutdown.clone(),
+            ready: ready.register(),
+        };
+        let (source, fatal, id) = (source.clone(), fatal_tx.clone(), id.clone());
+        let name = format!("source {id}");
+        source_tasks.push((
+            name,
+            tokio::spawn(async move {
+                if let Err(source) = sources::run(source, ctx).await {
+                    ComponentFailed { component: &id, error: &source }.emit();
+                    let _ = fatal.send(RunError::Source { source_id: id, source }).await;
+                }
+            }),
+        ));
+    }
+
+    let mut stream_tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
+    for (id, settings) in &config.streams {
+        let task = dispatcher::Dispatcher {
+            stream_id: id.clone(),
+            settings: settings.clone(),
+            stream: streams[id].clone(),
+            spool: spool.clone(),
+        };
+        stream_tasks.push((format!("stream {id}"), tokio::spawn(task.run(shutdown.clone()))));
+    }
+    let gauges = tokio::spawn(report_spool_depth(spool.clone(), config.streams.keys().cloned().collect(), shutdown.clone()));
+
+    tracing::info!(
+        sources = config.sources.len(),
+        streams = config.streams.len(),
+        use_cases = config.use_cases.len(),
+        data_dir = %config.general.data_dir.display(),
+        "deskbus running"
+    );
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        error = fatal_rx.recv() => error,
+    };
+    tracing::info!(timeout_ms = config.general.shutdown_timeout.as_millis() as u64, "shutting down");
+    ready.stopping();
+    let _ = trigger.send(true);
+    let deadline = tokio::time::Instant::now() + config.general.shutdown_timeout;
+    // Sources first, so nothing new arrives; streams then finish what they hold.
+    join_until(source_tasks, deadline).await;
+    join_until(stream_tasks, deadline).await;
+    gauges.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
+    let close = tokio::task::spawn_blocking(move || spool.close());
+    if tokio::time::timeout_at(deadline + Duration::from_secs(5), close).await.is_err() {
+        tracing::warn!(component = "spool", "spool writer did not close in time");
+    }
+    tracing::info!("deskbus stopped");
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+async fn join_until(tasks: Vec<(String, JoinHandle<()>)>, deadline: tokio::time::Instant) {
+    for (name, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            tracing::warn!(component = %name, "component did not stop before the shutdown deadline; abandoning it");
+            task.abort();
+        }
+    }
+}
+
+async fn report_spool_depth(spool: Spool, streams: Vec<String>, mut shutdown: Shutdown) {
+    loop {
+        let spool2 = spool.clone();
+        if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || spool2.stats()).await {
+            let now = deskbus_spool::now_ms();
+            for stream in &streams {
+                let s = stats.streams.get(stream).cloned().unwrap_or_default();
+                let age = s.oldest_enqueued_at.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+                SpoolDepth { stream, depth: s.depth, oldest_age_seconds: age }.emit();
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

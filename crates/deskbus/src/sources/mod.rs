@@ -1,0 +1,91 @@
+//! Sources: where events come from. Each one validates what it receives,
+//! turns it into [`Event`]s and hands them to [`Ingest`], which commits them
+//! to the spool before the source acknowledges anything upstream.
+
+#[cfg(feature = "demo")]
+pub mod demo;
+#[cfg(feature = "webhook")]
+pub mod webhook;
+
+use crate::config::walker::Table;
+use crate::config::{component_type, unknown_type};
+use crate::runtime::{Ready, Shutdown};
+use crate::use_cases::Ingest;
+
+/// A source's validated options; see each source's `config.rs`.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    #[cfg(feature = "webhook")]
+    Webhook(webhook::WebhookConfig),
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoConfig),
+}
+
+/// Source types compiled into this binary.
+pub const SOURCE_TYPES: &[&str] = &[
+    #[cfg(feature = "webhook")]
+    "webhook",
+    #[cfg(feature = "demo")]
+    "demo",
+];
+
+impl SourceConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "webhook")]
+            SourceConfig::Webhook(_) => "webhook",
+            #[cfg(feature = "demo")]
+            SourceConfig::Demo(_) => "demo",
+        }
+    }
+}
+
+pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<SourceConfig> {
+    let kind = component_type(t, "source")?;
+    match kind.value.as_str() {
+        #[cfg(feature = "webhook")]
+        "webhook" => webhook::WebhookConfig::from_table(t).map(SourceConfig::Webhook),
+        #[cfg(feature = "demo")]
+        "demo" => demo::DemoConfig::from_table(t).map(SourceConfig::Demo),
+        other => {
+            t.ctx.error(kind.span, unknown_type("source", other, SOURCE_TYPES));
+            None
+        }
+    }
+}
+
+/// What a running source gets.
+pub(crate) struct SourceContext {
+    pub id: String,
+    /// The `origin_uuid` for events whose producer sent none.
+    pub origin_uuid: String,
+    pub helpdesk_code: Option<String>,
+    pub ingest: Ingest,
+    pub shutdown: Shutdown,
+    pub ready: Ready,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("source i/o failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a source until shutdown.
+pub(crate) async fn run(config: SourceConfig, ctx: SourceContext) -> Result<(), SourceError> {
+    match config {
+        #[cfg(feature = "webhook")]
+        SourceConfig::Webhook(config) => webhook::run(config, ctx).await,
+        #[cfg(feature = "demo")]
+        SourceConfig::Demo(config) => {
+            demo::run(config, ctx).await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,92 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::walker::Table;
+use crate::config::{Secret, parse_socket_addr};
+use crate::use_cases::Unmatched;
+
+/// `type = "webhook"`: accepts events over HTTP POST.
+///
+/// A request holds one envelope (JSON object), a JSON array of envelopes, or
+/// NDJSON (one envelope per line, with `Content-Type: application/x-ndjson`).
+/// An envelope is `{"name", "data", "origin_uuid"?, "id"?, "time"?, "routing_key"?}`.
+/// The answer is `202 {"accepted": [ids]}` only once every event of the
+/// request is committed to the spool; any bad event refuses the whole request.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Listen address. Default `127.0.0.1:9681`.
+    pub address: SocketAddr,
+    /// Path that accepts POSTs. Default `/events`.
+    pub path: String,
+    /// Largest request body, in bytes; larger ones get 413. Default 10485760 (10 MiB).
+    pub max_body_bytes: usize,
+    /// Most events in one request. Default 10000.
+    pub max_events: usize,
+    /// What to do with an event no enabled use case takes: `"reject"` (default,
+    /// 422) or `"drop"` (accept and count it as rejected).
+    pub unmatched: Unmatched,
+    /// Optional authentication; see [`WebhookAuth`].
+    pub auth: Option<WebhookAuth>,
+}
+
+/// `auth = { bearer_token = "…" }` or
+/// `auth = { hmac_sha256_secret = "…", header = "X-Deskbus-Signature" }`.
+/// Each secret also has a `*_file` form (`bearer_token_file`,
+/// `hmac_sha256_secret_file`). A request without credentials gets 401, one with
+/// wrong credentials 403.
+#[derive(Debug, Clone)]
+pub enum WebhookAuth {
+    /// `Authorization: Bearer <token>`, compared in constant time.
+    Bearer(Secret),
+    /// The hex HMAC-SHA256 of the body (optionally prefixed `sha256=`) in
+    /// `header` (default `X-Deskbus-Signature`). With `timestamp_tolerance`
+    /// (e.g. `"5m"`), the request must also carry `timestamp_header` (default
+    /// `X-Deskbus-Timestamp`, unix seconds) within that tolerance of now, and
+    /// the signature covers `"<timestamp>.<body>"`, which stops replays.
+    Hmac {
+        secret: Secret,
+        header: String,
+        timestamp_header: String,
+        timestamp_tolerance: Option<Duration>,
+    },
+}
+
+impl WebhookConfig {
+    pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<WebhookConfig> {
+        let address = t.parsed("address", parse_socket_addr).unwrap_or(([127, 0, 0, 1], 9681).into());
+        let path = t.string_or("path", "/events");
+        if !path.starts_with('/') {
+            t.ctx.error(t.key_span("path"), format!("`{}.path` must start with '/'", t.name));
+        }
+        let max_body_bytes = t.integer("max_body_bytes", 1..=1 << 30).unwrap_or(10 << 20) as usize;
+        let max_events = t.integer("max_events", 1..=1_000_000).unwrap_or(10_000) as usize;
+        let unmatched = t
+            .parsed("unmatched", |s| match s {
+                "reject" => Ok(Unmatched::Reject),
+                "drop" => Ok(Unmatched::Drop),
+                other => Err(format!("{other:?} is not \"reject\" or \"drop\"")),
+            })
+            .unwrap_or(Unmatched::Reject);
+        let auth = t.table("auth").and_then(|a| {
+            let bearer = a.secret("bearer_token", "bearer_token_file");
+            let hmac = a.secret("hmac_sha256_secret", "hmac_sha256_secret_file");
+            let header = a.string_or("header", "X-Deskbus-Signature");
+            let timestamp_header = a.string_or("timestamp_header", "X-Deskbus-Timestamp");
+            let timestamp_tolerance = a.duration("timestamp_tolerance");
+            a.finish();
+            match (bearer, hmac) {
+                (Some(token), None) => Some(WebhookAuth::Bearer(token)),
+                (None, Some(secret)) => Some(WebhookAuth::Hmac { secret, header, timestamp_header, timestamp_tolerance }),
+                (Some(_), Some(_)) => {
+                    t.ctx.error(a.span.clone(), "`auth` takes a bearer token or an HMAC secret, not both");
+                    None
+                }
+                (None, None) => {
+                    t.ctx.error(a.span.clone(), "`auth` needs `bearer_token` or `hmac_sha256_secret` (or their `_file` forms)");
+                    None
+                }
+            }
+        });
+        Some(WebhookConfig { address, path, max_body_bytes, max_events, unmatched, auth })
+    }
+}

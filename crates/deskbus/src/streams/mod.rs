@@ -1,0 +1,107 @@
+//! Streams: where events go. A stream takes a batch of formatted payloads and
+//! says, per entry, whether it was delivered, should be retried, or can never
+//! be delivered. The dispatcher (in `runtime`) turns that into spool outcomes:
+//! an entry leaves the spool only when its stream confirmed it.
+
+#[cfg(feature = "file")]
+pub mod file;
+pub mod stdout;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::config::walker::Table;
+use crate::config::{component_type, unknown_type};
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A stream's validated options; see each stream's `config.rs`.
+#[derive(Debug, Clone)]
+pub enum StreamConfig {
+    #[cfg(feature = "file")]
+    File(file::FileConfig),
+    Stdout(stdout::StdoutConfig),
+}
+
+/// Stream types compiled into this binary.
+pub const STREAM_TYPES: &[&str] = &[
+    #[cfg(feature = "file")]
+    "file",
+    "stdout",
+];
+
+impl StreamConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "file")]
+            StreamConfig::File(_) => "file",
+            StreamConfig::Stdout(_) => "stdout",
+        }
+    }
+
+    pub(crate) fn build(&self) -> Result<Box<dyn Stream>, String> {
+        Ok(match self {
+            #[cfg(feature = "file")]
+            StreamConfig::File(config) => Box::new(file::FileStream::new(config.clone())),
+            StreamConfig::Stdout(config) => Box::new(stdout::StdoutStream::new(config.clone())),
+        })
+    }
+}
+
+pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<StreamConfig> {
+    let kind = component_type(t, "stream")?;
+    match kind.value.as_str() {
+        #[cfg(feature = "file")]
+        "file" => file::FileConfig::from_table(t).map(StreamConfig::File),
+        "stdout" => stdout::StdoutConfig::from_table(t).map(StreamConfig::Stdout),
+        other => {
+            t.ctx.error(kind.span, unknown_type("stream", other, STREAM_TYPES));
+            None
+        }
+    }
+}
+
+/// One entry handed to a stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// The idempotency key; broker streams send it as `message_id` / `Nats-Msg-Id`.
+    #[allow(dead_code)]
+    pub event_id: String,
+    /// The destination inside the stream, already rendered from the use case's template.
+    pub queue: String,
+    /// The bytes to send, already formatted.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeliveryError {
+    /// Worth trying again later (I/O error, broker down, 5xx, throttling).
+    Retryable { reason: String, retry_after: Option<Duration> },
+    /// Will never succeed as it is (too big, rejected as invalid): dead letters at once.
+    Permanent { reason: String },
+}
+
+impl DeliveryError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        DeliveryError::Retryable { reason: reason.into(), retry_after: None }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        DeliveryError::Permanent { reason: reason.into() }
+    }
+}
+
+/// The one interface every stream implements.
+pub(crate) trait Stream: Send + Sync {
+    /// Delivers `batch`; the result has one entry per delivery, in order.
+    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>>;
+
+    /// Checks that the stream can be reached (`deskbus check --connect`).
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// `(err)` for every entry of a batch that failed as a whole.
+pub(crate) fn all_failed(len: usize, error: DeliveryError) -> Vec<Result<(), DeliveryError>> {
+    vec![Err(error); len]
+}
