@@ -211,11 +211,16 @@ fn init_logging(config: &Config) {
 }
 
 fn open_spool(path: &Path) -> Result<Result<deskbus_spool::Spool, ExitCode>, CliError> {
+    Ok(open_with_config(path)?.map(|(_, spool)| spool))
+}
+
+fn open_with_config(path: &Path) -> Result<Result<(Config, deskbus_spool::Spool), ExitCode>, CliError> {
     let config = match load_or_report(path)? {
         Ok(config) => config,
         Err(code) => return Ok(Err(code)),
     };
-    Ok(Ok(runtime::open_spool(&config)?))
+    let spool = runtime::open_spool(&config)?;
+    Ok(Ok((config, spool)))
 }
 
 fn selector(which: Which) -> DeadLetterSelector {
@@ -277,11 +282,15 @@ fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
 }
 
 fn spool_stats(path: &Path) -> Result<ExitCode, CliError> {
-    let spool = match open_spool(path)? {
-        Ok(s) => s,
+    let (config, spool) = match open_with_config(path)? {
+        Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let stats = spool.stats()?;
+    let mut stats = spool.stats()?;
+    // Every configured stream is listed, idle ones too.
+    for stream in config.streams.keys() {
+        stats.streams.entry(stream.clone()).or_default();
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "spool: {}", spool.path().display())?;
     writeln!(out, "{:<16} {:>10} {:>10} {:>14} {:>12}", "stream", "depth", "retrying", "oldest age", "dead letters")?;

@@ -1,0 +1,204 @@
+//! Runs the real `deskbus` binary in a temporary directory, as a user would.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_deskbus");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Deskbus {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub admin: SocketAddr,
+    pub web: SocketAddr,
+}
+
+/// A config with a webhook (`web`) feeding a file stream (`out`) through
+/// `use_case`; `extra` is appended (more tables, or keys for `[streams.out]`
+/// when it starts with a key line).
+pub fn webhook_to_file_config(dir: &Path, admin: SocketAddr, web: SocketAddr, web_extra: &str, stream_extra: &str, extra: &str) -> String {
+    format!(
+        r#"
+[general]
+data_dir = "{data}"
+shutdown_timeout = "5s"
+
+[admin]
+address = "{admin}"
+
+[log]
+level = "warn"
+
+[sources.web]
+type = "webhook"
+address = "{web}"
+{web_extra}
+
+[streams.out]
+type = "file"
+path = "{out}/{{queue}}.ndjson"
+{stream_extra}
+
+[use_cases.tickets]
+inputs = ["web"]
+routing_keys = ["ticket.#"]
+stream = "out"
+queue = "tickets"
+{extra}
+"#,
+        data = dir.join("data").display(),
+        out = dir.join("out").display(),
+    )
+}
+
+impl Deskbus {
+    /// Writes `config` into `dir` and starts `deskbus run`, waiting for /ready.
+    pub fn start(dir: &Path, config: &str, admin: SocketAddr, web: SocketAddr) -> Deskbus {
+        let path = dir.join("deskbus.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut bus = Deskbus { child: None, dir: dir.to_owned(), config: path, admin, web };
+        bus.spawn();
+        bus
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("deskbus.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start deskbus");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("deskbus exited with {status} before it was ready:\n{}", self.log());
+            }
+            if http_get(self.admin, "/ready").map(|(code, _)| code) == Some(200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "deskbus not ready after 30s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("deskbus.log")).unwrap_or_default()
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("not running");
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "deskbus did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/events", self.web)
+    }
+
+    /// A metric's value summed over its label sets matching `labels`.
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let (_, body) = http_get(self.admin, "/metrics").expect("metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Runs another deskbus command against this config.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN).args(args).arg("--config").arg(&self.config).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Deskbus {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A tiny blocking HTTP/1.1 GET, so readiness polling needs no runtime.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let code = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// Event ids per line of an output file (missing file: none).
+pub fn delivered_ids(path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// How often each id occurs.
+pub fn counts(ids: &[String]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for id in ids {
+        *counts.entry(id.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Waits until `check` holds, or panics with `what` after `timeout`.
+pub fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn uuid7() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn event(id: &str, ticket: u64) -> serde_json::Value {
+    serde_json::json!({"id": id, "name": "ticket.created", "data": {"ticket_id": ticket, "subject": "printer"}})
+}
