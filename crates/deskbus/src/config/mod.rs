@@ -250,7 +250,7 @@ fn component_table<'c, 'e, 'i>(
     id: &str,
     value: &'c toml::Spanned<DeValue<'i>>,
 ) -> Option<Table<'c, 'e, 'i>> {
-    let name = format!("{}.{id}", parent.name.trim_start_matches('.'));
+    let name = parent.path(id);
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         parent.ctx.error(
             parent.key_span(id),

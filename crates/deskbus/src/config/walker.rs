@@ -73,10 +73,18 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
         self.table.iter()
     }
 
+    /// The dotted name of `key` in this table, for messages.
+    pub fn path(&self, key: &str) -> String {
+        match self.name.is_empty() {
+            true => key.to_owned(),
+            false => format!("{}.{key}", self.name),
+        }
+    }
+
     fn type_error(&self, key: &str, value: &Spanned<DeValue<'_>>, want: &str) {
         self.ctx.error(
             value.span(),
-            format!("`{}.{key}` must be {want}, found {}", self.name, value.get_ref().type_str()),
+            format!("`{}` must be {want}, found {}", self.path(key), value.get_ref().type_str()),
         );
     }
 
@@ -105,7 +113,7 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
         match parse(&text.value) {
             Ok(value) => Some(value),
             Err(message) => {
-                self.ctx.error(text.span, format!("`{}.{key}`: {message}", self.name));
+                self.ctx.error(text.span, format!("`{}`: {message}", self.path(key)));
                 None
             }
         }
@@ -135,12 +143,7 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
             _ => {
                 self.ctx.error(
                     value.span(),
-                    format!(
-                        "`{}.{key}` must be between {} and {}",
-                        self.name,
-                        range.start(),
-                        range.end()
-                    ),
+                    format!("`{}` must be between {} and {}", self.path(key), range.start(), range.end()),
                 );
                 None
             }
@@ -183,7 +186,7 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
                 },
                 other => self.ctx.error(
                     item.span(),
-                    format!("`{}.{key}` must hold strings, found {}", self.name, other.type_str()),
+                    format!("`{}` must hold strings, found {}", self.path(key), other.type_str()),
                 ),
             }
         }
@@ -193,7 +196,7 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
     pub fn table(&self, key: &'static str) -> Option<Table<'c, 'e, 'i>> {
         let value = self.raw(key)?;
         match value.get_ref() {
-            DeValue::Table(table) => Some(Table::new(self.ctx, table, value.span(), format!("{}.{key}", self.name))),
+            DeValue::Table(table) => Some(Table::new(self.ctx, table, value.span(), self.path(key))),
             _ => {
                 self.type_error(key, value, "a table");
                 None
@@ -249,10 +252,11 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
                     names.dedup();
                     format!("; known keys: {}", names.join(", "))
                 });
-            self.ctx.error(
-                key.span(),
-                format!("unknown key `{}` in [{}]{suggestion}", key.get_ref(), self.name),
-            );
+            let place = match self.name.is_empty() {
+                true => "at the top level".to_owned(),
+                false => format!("in [{}]", self.name),
+            };
+            self.ctx.error(key.span(), format!("unknown key `{}` {place}{suggestion}", key.get_ref()));
         }
     }
 }

@@ -1,0 +1,116 @@
+//! `deskbus check`: every error class, with file:line:column, and every
+//! shipped example.
+
+mod util;
+
+use std::process::Command;
+
+use util::BIN;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&path).env_remove("DESKBUS_MISSING").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "c.toml");
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+const VALID: &str = r#"[general]
+data_dir = "./d"
+helpdesk_code = "ACME"
+
+[sources.web]
+type = "webhook"
+address = "127.0.0.1:9681"
+
+[streams.out]
+type = "file"
+path = "./o/{queue}.ndjson"
+
+[use_cases.t]
+inputs = ["web"]
+events = ["ticket.created"]
+stream = "out"
+queue = "tickets"
+"#;
+
+#[test]
+fn a_valid_config_passes() {
+    let (code, stdout, stderr) = check(VALID);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (1 sources, 1 streams, 1 use cases)"));
+}
+
+/// Each case: a change to the valid config and the exact diagnostic line.
+#[test]
+fn each_error_class_is_reported_with_its_place() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("type = \"webhook\"", "type = \"webhook\"\nadress = \"x\"", "c.toml:7:1: unknown key `adress` in [sources.web]; did you mean `address`?"),
+        ("type = \"file\"", "type = \"file\"\nbatch_size = \"ten\"", "c.toml:11:14: `streams.out.batch_size` must be an integer, found string"),
+        ("stream = \"out\"", "stream = \"outt\"", "c.toml:16:10: no stream named `outt`; did you mean `out`?"),
+        ("inputs = [\"web\"]", "inputs = [\"web\", \"mail\"]", "c.toml:14:18: no source named `mail`; defined: `web`"),
+        ("path = \"./o/{queue}.ndjson\"", "path = \"${DESKBUS_MISSING}/{queue}.ndjson\"", "c.toml:11:8: environment variable `DESKBUS_MISSING` is not set (write `${DESKBUS_MISSING:-default}` for a default)"),
+        ("helpdesk_code = \"ACME\"", "helpdesk_code = \"1ACME\"", "c.toml:3:17: `general.helpdesk_code`: helpdesk code \"1ACME\" must start with a letter"),
+        ("helpdesk_code = \"ACME\"", "helpdesk_code = \"ACMEACMEA\"", "c.toml:3:17: `general.helpdesk_code`: helpdesk code \"ACMEACMEA\" is longer than 8 characters"),
+        ("type = \"file\"", "type = \"fiel\"", "c.toml:10:8: unknown stream type `fiel`; did you mean `file`?"),
+        ("queue = \"tickets\"", "queue = \"t.{dept\"", "c.toml:17:9: `use_cases.t.queue`: unclosed `{` at byte 2"),
+        ("events = [\"ticket.created\"]", "routing_keys = [\"ticket.#x\"]", "c.toml:15:17: routing pattern \"ticket.#x\": `*` and `#` must stand alone as a word"),
+        ("[general]", "[general]\nshutdown_timeout = \"soon\"", "c.toml:2:20: `general.shutdown_timeout`: \"soon\" is not a duration (try \"500ms\", \"60s\", \"5m\")"),
+        ("address = \"127.0.0.1:9681\"", "address = \"127.0.0.1:9681\"\naddress = \"x\"", "c.toml:8:1: duplicate key"),
+    ];
+    for (from, to, want) in cases {
+        let text = VALID.replacen(from, to, 1);
+        assert_ne!(text, VALID, "case {want} changed nothing");
+        let (code, _, stderr) = check(&text);
+        assert_eq!(code, 2, "{want}\n{stderr}");
+        assert!(stderr.lines().any(|l| l.starts_with(want)), "want {want:?}\ngot:\n{stderr}");
+    }
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let text = VALID
+        .replace("helpdesk_code = \"ACME\"", "helpdesk_code = \"9\"")
+        .replace("stream = \"out\"", "stream = \"nope\"")
+        .replace("type = \"webhook\"", "type = \"webhook\"\nport = 1");
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("c.toml:3:17:") && stderr.contains("c.toml:7:1:") && stderr.contains("c.toml:17:10:"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("c.toml: 3 errors"), "{stderr}");
+}
+
+#[test]
+fn a_use_case_must_name_its_parts() {
+    let text = "[sources.web]\ntype = \"webhook\"\n\n[use_cases.x]\nenabled = true\n";
+    let (code, _, stderr) = check(text);
+    assert_eq!(code, 2);
+    for need in ["needs `inputs`", "needs `events` (names) or `routing_keys`", "needs `stream`", "needs `queue`"] {
+        assert!(stderr.contains(need), "{need}: {stderr}");
+    }
+}
+
+/// Every file in examples/ is a valid config.
+#[test]
+fn every_example_checks() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg(&path)
+            // Secrets the examples read from the environment.
+            .env("DESKBUS_TOKEN", "example-token")
+            .env("OST_DB_PASSWORD", "example")
+            .env("OST_API_KEY", "example")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}:\n{}", path.display(), String::from_utf8_lossy(&out.stderr));
+        checked += 1;
+    }
+    assert!(checked >= 1, "no example found in {examples}");
+}
