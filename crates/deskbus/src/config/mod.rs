@@ -26,7 +26,7 @@ use walker::{Ctx, Located, Table};
 use crate::sources::SourceConfig;
 use crate::streams::StreamConfig;
 
-/// A validated config.
+// A validated config; built only by `parse`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
@@ -85,7 +85,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// A stream and the delivery policy every stream shares.
+/// `[streams.X]`: keys every stream takes
+///
+/// Whatever its `type`, a stream takes these delivery settings.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
     pub config: StreamConfig,
@@ -121,7 +123,9 @@ impl Default for RetryPolicy {
     }
 }
 
-/// `[use_cases.NAME]`: which events go where.
+/// `[use_cases.NAME]`
+///
+/// A use case selects events from its inputs and sends them to a stream, under a queue.
 #[derive(Debug, Clone)]
 pub struct UseCaseConfig {
     /// Source ids whose events this use case takes.

@@ -1,6 +1,8 @@
 use crate::config::walker::Table;
 
-/// `type = "demo"`: generates realistic help-desk events, so a config can be
+/// `[sources.X]` `type = "demo"`
+///
+/// Generates realistic help-desk events, so a config can be
 /// tried with no external system. Tickets are created, replied to, noted,
 /// assigned and closed across departments and help topics; `ticket.created`
 /// carries the six fields of the osTicket streamer's tickets-creation use case.

@@ -5,8 +5,9 @@ use crate::config::walker::Table;
 use crate::config::{Secret, parse_socket_addr};
 use crate::use_cases::Unmatched;
 
-/// `type = "webhook"`: accepts events over HTTP POST.
+/// `[sources.X]` `type = "webhook"`
 ///
+/// Accepts events over HTTP POST.
 /// A request holds one envelope (JSON object), a JSON array of envelopes, or
 /// NDJSON (one envelope per line, with `Content-Type: application/x-ndjson`).
 /// An envelope is `{"name", "data", "origin_uuid"?, "id"?, "time"?, "routing_key"?}`.
@@ -29,6 +30,8 @@ pub struct WebhookConfig {
     pub auth: Option<WebhookAuth>,
 }
 
+/// `[sources.X.auth]` (webhook)
+///
 /// `auth = { bearer_token = "…" }` or
 /// `auth = { hmac_sha256_secret = "…", header = "X-Deskbus-Signature" }`.
 /// Each secret also has a `*_file` form (`bearer_token_file`,

@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 use crate::config::walker::Table;
 
-/// `type = "file"`: appends one event per line to files on local disk.
+/// `[streams.X]` `type = "file"`
+///
+/// Appends one event per line to files on local disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileConfig {
     /// The file to append to. `{queue}` is replaced by the use case's queue,

@@ -1,6 +1,8 @@
 use crate::config::walker::Table;
 
-/// `type = "stdout"`: writes one event per line to standard output. Useful
+/// `[streams.X]` `type = "stdout"`
+///
+/// Writes one event per line to standard output. Useful
 /// for trying a config; the use case's queue is ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StdoutConfig {}
