@@ -15,17 +15,25 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let Ok(tuple) = common::tuple(&mut u) else { return };
+    let Ok(tuple) = common::tuple(&mut u) else {
+        return;
+    };
     let opts = CsvOptions {
         separator: sep,
         enclosure: enc,
         escape: if rfc { None } else { esc },
         memory: 1,
         header,
-        line_ending: if crlf { LineEnding::Crlf } else { LineEnding::Lf },
+        line_ending: if crlf {
+            LineEnding::Crlf
+        } else {
+            LineEnding::Lf
+        },
         mode: if rfc { CsvMode::Rfc4180 } else { CsvMode::Php },
     };
-    let Ok(s) = CsvSerializer::new(opts) else { return };
+    let Ok(s) = CsvSerializer::new(opts) else {
+        return;
+    };
     let mut out = Vec::new();
     let _ = s.serialize_into(ValueRef::Value(&tuple), &mut out, &mut Vec::new());
 });

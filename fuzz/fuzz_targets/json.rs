@@ -11,9 +11,15 @@ mod common;
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let Ok(bits) = u.arbitrary::<u32>() else { return };
-    let Ok(depth) = u.int_in_range(0u32..=5) else { return };
-    let Ok(tuple) = common::tuple(&mut u) else { return };
+    let Ok(bits) = u.arbitrary::<u32>() else {
+        return;
+    };
+    let Ok(depth) = u.int_in_range(0u32..=5) else {
+        return;
+    };
+    let Ok(tuple) = common::tuple(&mut u) else {
+        return;
+    };
     let flags = JsonFlags::from_bits_truncate(bits);
     let Ok(s) = JsonSerializer::new(flags, depth) else {
         assert_eq!(depth, 0);

@@ -6,7 +6,9 @@ use deskbus_format::{FormatRegistry, RecordContext, StackSpec, Value};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let spec: StackSpec = match toml::from_str(text) {
         Ok(s) => s,
         Err(_) => match serde_json::from_str(text) {

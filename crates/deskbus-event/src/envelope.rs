@@ -96,7 +96,9 @@ impl EnvelopeInput {
             source: source.to_owned(),
             routing_key,
             name: self.name,
-            origin_uuid: self.origin_uuid.unwrap_or_else(|| default_origin.to_owned()),
+            origin_uuid: self
+                .origin_uuid
+                .unwrap_or_else(|| default_origin.to_owned()),
             data: self.data,
         })
     }
@@ -173,13 +175,29 @@ mod tests {
     fn rejects_bad_envelopes() {
         let cases = [
             (r#"{"name":""}"#, EnvelopeError::EmptyName),
-            (r#"{"name":"x","id":"nope"}"#, EnvelopeError::BadId("nope".into())),
-            (r#"{"name":"x","time":"yesterday"}"#, EnvelopeError::BadTime("yesterday".into())),
-            (r#"{"name":"x","routing_key":"a..b"}"#, EnvelopeError::BadRoutingKey("a..b".into())),
-            (r#"{"name":"x","routing_key":"a.#"}"#, EnvelopeError::BadRoutingKey("a.#".into())),
+            (
+                r#"{"name":"x","id":"nope"}"#,
+                EnvelopeError::BadId("nope".into()),
+            ),
+            (
+                r#"{"name":"x","time":"yesterday"}"#,
+                EnvelopeError::BadTime("yesterday".into()),
+            ),
+            (
+                r#"{"name":"x","routing_key":"a..b"}"#,
+                EnvelopeError::BadRoutingKey("a..b".into()),
+            ),
+            (
+                r#"{"name":"x","routing_key":"a.#"}"#,
+                EnvelopeError::BadRoutingKey("a.#".into()),
+            ),
         ];
         for (json, want) in cases {
-            assert_eq!(input(json).into_event("s", "o").unwrap_err(), want, "{json}");
+            assert_eq!(
+                input(json).into_event("s", "o").unwrap_err(),
+                want,
+                "{json}"
+            );
         }
         assert!(serde_json::from_str::<EnvelopeInput>(r#"{"nmae":"x"}"#).is_err());
         assert!(serde_json::from_str::<EnvelopeInput>(r#"{"name":5}"#).is_err());
@@ -187,7 +205,12 @@ mod tests {
 
     #[test]
     fn event_round_trips_through_json() {
-        let event = Event::new("demo", "ticket.closed", "o", serde_json::json!({"z":1,"a":[1,2]}));
+        let event = Event::new(
+            "demo",
+            "ticket.closed",
+            "o",
+            serde_json::json!({"z":1,"a":[1,2]}),
+        );
         let text = serde_json::to_string(&event).unwrap();
         let back: Event = serde_json::from_str(&text).unwrap();
         assert_eq!(back, event);

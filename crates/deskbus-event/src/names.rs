@@ -12,7 +12,9 @@ pub fn check_helpdesk_code(code: &str) -> Result<(), String> {
         Some(_) => {}
     }
     if code.chars().count() > 8 {
-        return Err(format!("helpdesk code {code:?} is longer than 8 characters"));
+        return Err(format!(
+            "helpdesk code {code:?} is longer than 8 characters"
+        ));
     }
     if let Some(bad) = chars.find(|c| !(c.is_ascii_alphabetic() || *c == '-' || *c == '_')) {
         return Err(format!(
@@ -31,8 +33,13 @@ pub fn check_beanstalk_tube(name: &str) -> Result<(), String> {
     if name.starts_with('-') {
         return Err(format!("tube name {name:?} must not start with '-'"));
     }
-    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || "-+/;.$_()".contains(*c))) {
-        Some(bad) => Err(format!("tube name {name:?} holds {bad:?}; allowed: letters, digits and -+/;.$_()")),
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-+/;.$_()".contains(*c)))
+    {
+        Some(bad) => Err(format!(
+            "tube name {name:?} holds {bad:?}; allowed: letters, digits and -+/;.$_()"
+        )),
         None => Ok(()),
     }
 }
@@ -51,8 +58,13 @@ fn check_aws_name(name: &str, what: &str, max: usize) -> Result<(), String> {
     if name.is_empty() || name.len() > max {
         return Err(format!("{what} {name:?} must be 1 to {max} characters"));
     }
-    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c))) {
-        Some(bad) => Err(format!("{what} {name:?} holds {bad:?}; allowed: [a-zA-Z0-9_.-]")),
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+    {
+        Some(bad) => Err(format!(
+            "{what} {name:?} holds {bad:?}; allowed: [a-zA-Z0-9_.-]"
+        )),
         None => Ok(()),
     }
 }

@@ -35,11 +35,16 @@ impl RoutingPattern {
                 "" => Err(RoutingPatternError::EmptyWord(text.to_owned())),
                 "*" => Ok(Word::One),
                 "#" => Ok(Word::Many),
-                w if w.contains(['*', '#']) => Err(RoutingPatternError::MixedWildcard(text.to_owned())),
+                w if w.contains(['*', '#']) => {
+                    Err(RoutingPatternError::MixedWildcard(text.to_owned()))
+                }
                 w => Ok(Word::Exact(w.to_owned())),
             })
             .collect::<Result<_, _>>()?;
-        Ok(RoutingPattern { words, source: text.to_owned() })
+        Ok(RoutingPattern {
+            words,
+            source: text.to_owned(),
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -89,14 +94,24 @@ mod tests {
             ("a.#.z", "a.b.c", false),
         ];
         for (pattern, key, want) in cases {
-            assert_eq!(RoutingPattern::parse(pattern).unwrap().matches(key), want, "{pattern} ~ {key}");
+            assert_eq!(
+                RoutingPattern::parse(pattern).unwrap().matches(key),
+                want,
+                "{pattern} ~ {key}"
+            );
         }
     }
 
     #[test]
     fn rejects_bad_patterns() {
         assert_eq!(RoutingPattern::parse(""), Err(RoutingPatternError::Empty));
-        assert!(matches!(RoutingPattern::parse("a..b"), Err(RoutingPatternError::EmptyWord(_))));
-        assert!(matches!(RoutingPattern::parse("a.b*"), Err(RoutingPatternError::MixedWildcard(_))));
+        assert!(matches!(
+            RoutingPattern::parse("a..b"),
+            Err(RoutingPatternError::EmptyWord(_))
+        ));
+        assert!(matches!(
+            RoutingPattern::parse("a.b*"),
+            Err(RoutingPatternError::MixedWildcard(_))
+        ));
     }
 }

@@ -20,7 +20,10 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
-    Field { path: Field, default: Option<String> },
+    Field {
+        path: Field,
+        default: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +45,9 @@ pub enum TemplateError {
     Unmatched(usize),
     #[error("empty placeholder at byte {0}")]
     Empty(usize),
-    #[error("unknown envelope field `@{0}`; known: @name, @routing_key, @id, @source, @origin_uuid, @time")]
+    #[error(
+        "unknown envelope field `@{0}`; known: @name, @routing_key, @id, @source, @origin_uuid, @time"
+    )]
     UnknownEnvelopeField(String),
     #[error("field `{0}` is missing from the event and has no default")]
     Missing(String),
@@ -81,7 +86,10 @@ impl Template {
                     if !literal.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
-                    parts.push(Part::Field { path: Field::parse(path)?, default });
+                    parts.push(Part::Field {
+                        path: Field::parse(path)?,
+                        default,
+                    });
                 }
                 _ => literal.push(ch),
             }
@@ -89,7 +97,10 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(Template { parts, source: text.to_owned() })
+        Ok(Template {
+            parts,
+            source: text.to_owned(),
+        })
     }
 
     /// The text the template was parsed from.
@@ -105,7 +116,10 @@ impl Template {
     /// Data paths the template reads (for documentation and checks).
     pub fn data_fields(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Field { path: Field::Data(path), .. } => Some(path.as_str()),
+            Part::Field {
+                path: Field::Data(path),
+                ..
+            } => Some(path.as_str()),
             _ => None,
         })
     }
@@ -180,9 +194,14 @@ mod tests {
     use serde_json::json;
 
     fn event() -> Event {
-        let mut e = Event::new("web", "ticket.created", "o-1", json!({
-            "ticket_id": 42, "dept": {"name": "Sales"}, "gone": null, "tags": ["a", "b"], "ok": true
-        }));
+        let mut e = Event::new(
+            "web",
+            "ticket.created",
+            "o-1",
+            json!({
+                "ticket_id": 42, "dept": {"name": "Sales"}, "gone": null, "tags": ["a", "b"], "ok": true
+            }),
+        );
         e.routing_key = "ticket.created.sales".into();
         e
     }
@@ -195,13 +214,20 @@ mod tests {
             ("{dept.name}-{tags.1}-{ok}", "Sales-b-true"),
             ("{gone:-none}", "none"),
             ("{missing:-}", ""),
-            ("{@name}|{@routing_key}|{@source}|{@origin_uuid}", "ticket.created|ticket.created.sales|web|o-1"),
+            (
+                "{@name}|{@routing_key}|{@source}|{@origin_uuid}",
+                "ticket.created|ticket.created.sales|web|o-1",
+            ),
             ("{{literal}} {ticket_id}", "{literal} 42"),
             ("{dept}", r#"{"name":"Sales"}"#),
             ("{x:-a:-b}", "a:-b"),
         ];
         for (text, want) in cases {
-            assert_eq!(Template::parse(text).unwrap().render(&event()).unwrap(), want, "{text}");
+            assert_eq!(
+                Template::parse(text).unwrap().render(&event()).unwrap(),
+                want,
+                "{text}"
+            );
         }
         let id = Template::parse("{@id}").unwrap().render(&event()).unwrap();
         assert_eq!(id.len(), 36);
@@ -210,9 +236,15 @@ mod tests {
     #[test]
     fn missing_field_without_default_is_an_error() {
         let t = Template::parse("q.{dept.code}").unwrap();
-        assert_eq!(t.render(&event()), Err(TemplateError::Missing("dept.code".into())));
+        assert_eq!(
+            t.render(&event()),
+            Err(TemplateError::Missing("dept.code".into()))
+        );
         let t = Template::parse("{gone}").unwrap();
-        assert_eq!(t.render(&event()), Err(TemplateError::Missing("gone".into())));
+        assert_eq!(
+            t.render(&event()),
+            Err(TemplateError::Missing("gone".into()))
+        );
     }
 
     #[test]

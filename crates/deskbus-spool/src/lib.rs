@@ -92,7 +92,11 @@ pub struct SpoolOptions {
 
 impl SpoolOptions {
     pub fn new(path: impl Into<PathBuf>) -> SpoolOptions {
-        SpoolOptions { path: path.into(), sync: SyncMode::Full, max_group: 1024 }
+        SpoolOptions {
+            path: path.into(),
+            sync: SyncMode::Full,
+            max_group: 1024,
+        }
     }
 }
 
@@ -185,9 +189,15 @@ pub struct Entry {
 pub enum Outcome {
     Delivered,
     /// Try again at `next_attempt_at` (unix ms).
-    Retry { error: String, next_attempt_at: i64 },
+    Retry {
+        error: String,
+        next_attempt_at: i64,
+    },
     /// Give up: move to the dead-letter store. `attempts` counts this one.
-    Dead { reason: String, attempts: u32 },
+    Dead {
+        reason: String,
+        attempts: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +269,10 @@ pub fn now_ms() -> i64 {
 
 impl Spool {
     pub fn open(options: SpoolOptions) -> Result<Spool, SpoolError> {
-        let open_err = |source| SpoolError::Open { path: options.path.clone(), source };
+        let open_err = |source| SpoolError::Open {
+            path: options.path.clone(),
+            source,
+        };
         let writer_conn = schema::open(&options.path, options.sync).map_err(open_err)?;
         let reader = schema::open(&options.path, options.sync).map_err(open_err)?;
         let (tx, rx) = mpsc::channel();
@@ -305,7 +318,8 @@ impl Spool {
 
     /// Records the outcome of delivery attempts.
     pub async fn complete(&self, outcomes: Vec<(i64, Outcome)>) -> Result<(), SpoolError> {
-        self.call(|reply| Command::Complete { outcomes, reply }).await
+        self.call(|reply| Command::Complete { outcomes, reply })
+            .await
     }
 
     /// Moves dead letters back into their streams' queues, with their attempt
@@ -356,7 +370,7 @@ impl Spool {
         let conn = lock(&self.inner.reader);
         let mut statement = conn.prepare_cached(
             "SELECT seq, stream, use_case, queue, order_key, event_id, payload, enqueued_at, attempts
-             FROM entries AS e
+             FROM entries AS e INDEXED BY entries_by_stream
              WHERE stream = ?1 AND next_attempt_at <= ?2
                AND NOT EXISTS (SELECT 1 FROM entries AS p
                                WHERE p.stream = ?1 AND p.order_key = e.order_key AND p.seq < e.seq)
@@ -407,14 +421,20 @@ impl Spool {
     pub fn cursor(&self, source: &str) -> Result<Option<String>, SpoolError> {
         let conn = lock(&self.inner.reader);
         Ok(conn
-            .query_row("SELECT value FROM cursors WHERE source = ?1", [source], |row| row.get(0))
+            .query_row(
+                "SELECT value FROM cursors WHERE source = ?1",
+                [source],
+                |row| row.get(0),
+            )
             .optional()?)
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, SpoolError> {
         let conn = lock(&self.inner.reader);
         Ok(conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
             .optional()?)
     }
 
@@ -425,7 +445,11 @@ impl Spool {
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
             [key, value],
         )?;
-        Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))?)
+        Ok(
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })?,
+        )
     }
 
     pub fn stats(&self) -> Result<Stats, SpoolError> {
@@ -447,7 +471,8 @@ impl Spool {
             conn.prepare_cached("SELECT stream, COUNT(*) FROM dead_letters GROUP BY stream")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            stats.streams.entry(row.get(0)?).or_default().dead_letters = row.get::<_, i64>(1)? as u64;
+            stats.streams.entry(row.get(0)?).or_default().dead_letters =
+                row.get::<_, i64>(1)? as u64;
         }
         let mut statement = conn.prepare_cached("SELECT source, value FROM cursors")?;
         let mut rows = statement.query([])?;
@@ -458,7 +483,11 @@ impl Spool {
     }
 
     /// Dead letters, newest first.
-    pub fn dead_letters(&self, stream: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, SpoolError> {
+    pub fn dead_letters(
+        &self,
+        stream: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, SpoolError> {
         let conn = lock(&self.inner.reader);
         let mut statement = conn.prepare_cached(
             "SELECT id, stream, use_case, queue, order_key, event_id, payload, enqueued_at,
@@ -519,5 +548,7 @@ fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter>
 /// A poisoned lock only means another thread panicked while holding it; the
 /// SQLite connection inside is still consistent (SQLite rolls back), so carry on.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

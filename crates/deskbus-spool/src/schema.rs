@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS entries (
     last_error      TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_by_key ON entries (stream, order_key, seq);
+-- Lets a fetch walk one stream in seq order and stop at LIMIT, instead of
+-- sorting the whole backlog.
+CREATE INDEX IF NOT EXISTS entries_by_stream ON entries (stream, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_event ON entries (use_case, event_id);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,7 +68,11 @@ pub(crate) fn open(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> 
     )?;
     conn.execute_batch(SCHEMA)?;
     let version: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .ok();
     match version.and_then(|v| v.parse::<i64>().ok()) {
         None => {

@@ -12,10 +12,22 @@ use crate::{AppendBatch, DeadLetterSelector, NewEntry, Outcome, SpoolError, now_
 pub(crate) type Reply = oneshot::Sender<Result<(), SpoolError>>;
 
 pub(crate) enum Command {
-    Append { batch: AppendBatch, reply: Reply },
-    Complete { outcomes: Vec<(i64, Outcome)>, reply: Reply },
-    RetryDead { which: DeadLetterSelector, reply: oneshot::Sender<Result<u64, SpoolError>> },
-    DropDead { which: DeadLetterSelector, reply: oneshot::Sender<Result<u64, SpoolError>> },
+    Append {
+        batch: AppendBatch,
+        reply: Reply,
+    },
+    Complete {
+        outcomes: Vec<(i64, Outcome)>,
+        reply: Reply,
+    },
+    RetryDead {
+        which: DeadLetterSelector,
+        reply: oneshot::Sender<Result<u64, SpoolError>>,
+    },
+    DropDead {
+        which: DeadLetterSelector,
+        reply: oneshot::Sender<Result<u64, SpoolError>>,
+    },
 }
 
 /// Counters for the group commit, readable while the writer runs.
@@ -46,7 +58,9 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        stats.commands.fetch_add(group.len() as u64, Ordering::Relaxed);
+        stats
+            .commands
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         let mut pending = Vec::with_capacity(group.len());
         let mut woken = BTreeSet::new();
         let result = apply_group(&mut conn, group, &mut pending, &mut woken);
@@ -67,8 +81,12 @@ pub(crate) fn run(
                 let message = error_chain(&error);
                 for p in pending {
                     match p {
-                        Pending::Unit(reply) => drop(reply.send(Err(SpoolError::Commit(message.clone())))),
-                        Pending::Count(reply, _) => drop(reply.send(Err(SpoolError::Commit(message.clone())))),
+                        Pending::Unit(reply) => {
+                            drop(reply.send(Err(SpoolError::Commit(message.clone()))))
+                        }
+                        Pending::Count(reply, _) => {
+                            drop(reply.send(Err(SpoolError::Commit(message.clone()))))
+                        }
                     }
                 }
             }
@@ -131,7 +149,15 @@ fn append(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
     )?;
     for e in &batch.entries {
-        insert.execute(params![e.stream, e.use_case, e.queue, e.order_key, e.event_id, e.payload, now])?;
+        insert.execute(params![
+            e.stream,
+            e.use_case,
+            e.queue,
+            e.order_key,
+            e.event_id,
+            e.payload,
+            now
+        ])?;
         woken.insert(e.stream.clone());
     }
     for dead in &batch.dead_letters {
@@ -175,9 +201,13 @@ fn complete(
     for (seq, outcome) in outcomes {
         match outcome {
             Outcome::Delivered => {
-                tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?.execute([seq])?;
+                tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?
+                    .execute([seq])?;
             }
-            Outcome::Retry { error, next_attempt_at } => {
+            Outcome::Retry {
+                error,
+                next_attempt_at,
+            } => {
                 tx.prepare_cached(
                     "UPDATE entries SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
                      WHERE seq = ?1",
@@ -193,12 +223,12 @@ fn complete(
                 )?
                 .execute(params![seq, now, attempts, reason])?;
                 if moved > 0 {
-                    let stream: String = tx.query_row(
-                        "SELECT stream FROM entries WHERE seq = ?1",
-                        [seq],
-                        |r| r.get(0),
-                    )?;
-                    tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?.execute([seq])?;
+                    let stream: String =
+                        tx.query_row("SELECT stream FROM entries WHERE seq = ?1", [seq], |r| {
+                            r.get(0)
+                        })?;
+                    tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?
+                        .execute([seq])?;
                     // The entries queued behind it on its key are free now.
                     woken.insert(stream);
                 }
@@ -225,7 +255,9 @@ fn retry_dead(
 ) -> rusqlite::Result<u64> {
     let (clause, arg) = selector(which);
     {
-        let mut streams = tx.prepare(&format!("SELECT DISTINCT stream FROM dead_letters WHERE {clause}"))?;
+        let mut streams = tx.prepare(&format!(
+            "SELECT DISTINCT stream FROM dead_letters WHERE {clause}"
+        ))?;
         let rows = streams.query_map([&arg], |r| r.get::<_, String>(0))?;
         for stream in rows {
             woken.insert(stream?);

@@ -7,7 +7,9 @@ use deskbus_spool::*;
 use proptest::prelude::*;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
 }
 
 fn entry(key: &str, id: &str) -> NewEntry {
@@ -15,7 +17,11 @@ fn entry(key: &str, id: &str) -> NewEntry {
 }
 
 fn append(spool: &Spool, entries: Vec<NewEntry>) {
-    rt().block_on(spool.append(AppendBatch { entries, ..Default::default() })).unwrap();
+    rt().block_on(spool.append(AppendBatch {
+        entries,
+        ..Default::default()
+    }))
+    .unwrap();
 }
 
 fn complete(spool: &Spool, outcomes: Vec<(i64, Outcome)>) {
@@ -34,15 +40,33 @@ fn open(dir: &tempfile::TempDir) -> Spool {
 fn only_the_head_of_each_key_is_ready() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
-    append(&spool, vec![entry("t1", "a"), entry("t1", "b"), entry("t2", "c"), entry("t1", "d")]);
-    let ready = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap();
+    append(
+        &spool,
+        vec![
+            entry("t1", "a"),
+            entry("t1", "b"),
+            entry("t2", "c"),
+            entry("t1", "d"),
+        ],
+    );
+    let ready = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap();
     assert_eq!(ids(&ready), ["a", "c"]);
     // In flight entries are skipped, and so is everything behind them.
     let in_flight: HashSet<i64> = ready.iter().map(|e| e.seq).collect();
-    assert!(spool.fetch_ready("out", now_ms(), 10, &in_flight).unwrap().is_empty());
+    assert!(
+        spool
+            .fetch_ready("out", now_ms(), 10, &in_flight)
+            .unwrap()
+            .is_empty()
+    );
     complete(&spool, vec![(ready[0].seq, Outcome::Delivered)]);
     let in_flight: HashSet<i64> = [ready[1].seq].into();
-    assert_eq!(ids(&spool.fetch_ready("out", now_ms(), 10, &in_flight).unwrap()), ["b"]);
+    assert_eq!(
+        ids(&spool.fetch_ready("out", now_ms(), 10, &in_flight).unwrap()),
+        ["b"]
+    );
 }
 
 #[test]
@@ -50,10 +74,27 @@ fn a_retry_blocks_its_key_until_due_and_counts_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
     append(&spool, vec![entry("t1", "a"), entry("t1", "b")]);
-    let a = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+    let a = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap()
+        .remove(0);
     let due = now_ms() + 60_000;
-    complete(&spool, vec![(a.seq, Outcome::Retry { error: "down".into(), next_attempt_at: due })]);
-    assert!(spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().is_empty());
+    complete(
+        &spool,
+        vec![(
+            a.seq,
+            Outcome::Retry {
+                error: "down".into(),
+                next_attempt_at: due,
+            },
+        )],
+    );
+    assert!(
+        spool
+            .fetch_ready("out", now_ms(), 10, &HashSet::new())
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(spool.next_due("out").unwrap(), Some(due));
     let again = spool.fetch_ready("out", due, 10, &HashSet::new()).unwrap();
     assert_eq!(ids(&again), ["a"]);
@@ -66,21 +107,55 @@ fn dead_letters_free_the_key_and_can_be_retried_with_the_same_id() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
     append(&spool, vec![entry("t1", "a"), entry("t1", "b")]);
-    let a = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
-    complete(&spool, vec![(a.seq, Outcome::Dead { reason: "job too big".into(), attempts: 3 })]);
-    assert_eq!(ids(&spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap()), ["b"]);
+    let a = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    complete(
+        &spool,
+        vec![(
+            a.seq,
+            Outcome::Dead {
+                reason: "job too big".into(),
+                attempts: 3,
+            },
+        )],
+    );
+    assert_eq!(
+        ids(&spool
+            .fetch_ready("out", now_ms(), 10, &HashSet::new())
+            .unwrap()),
+        ["b"]
+    );
     let dead = spool.dead_letters(None, 10).unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].event_id.as_str(), dead[0].attempts, dead[0].reason.as_str()), ("a", 3, "job too big"));
+    assert_eq!(
+        (
+            dead[0].event_id.as_str(),
+            dead[0].attempts,
+            dead[0].reason.as_str()
+        ),
+        ("a", 3, "job too big")
+    );
     assert_eq!(spool.dead_letter(dead[0].id).unwrap(), dead[0]);
-    assert!(matches!(spool.dead_letter(999), Err(SpoolError::NoSuchDeadLetter(999))));
-    let moved = rt().block_on(spool.retry_dead_letters(DeadLetterSelector::One(dead[0].id))).unwrap();
+    assert!(matches!(
+        spool.dead_letter(999),
+        Err(SpoolError::NoSuchDeadLetter(999))
+    ));
+    let moved = rt()
+        .block_on(spool.retry_dead_letters(DeadLetterSelector::One(dead[0].id)))
+        .unwrap();
     assert_eq!(moved, 1);
     assert!(spool.dead_letters(None, 10).unwrap().is_empty());
     // Back at the end of its key's queue, with its id and no attempts.
-    let b = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap().remove(0);
+    let b = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap()
+        .remove(0);
     complete(&spool, vec![(b.seq, Outcome::Delivered)]);
-    let again = spool.fetch_ready("out", now_ms(), 10, &HashSet::new()).unwrap();
+    let again = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap();
     assert_eq!((again[0].event_id.as_str(), again[0].attempts), ("a", 0));
 }
 
@@ -90,7 +165,10 @@ fn dropping_dead_letters_by_stream() {
     let spool = open(&dir);
     let batch = AppendBatch {
         dead_letters: vec![
-            NewDeadLetter { entry: entry("k", "x"), reason: "missing field".into() },
+            NewDeadLetter {
+                entry: entry("k", "x"),
+                reason: "missing field".into(),
+            },
             NewDeadLetter {
                 entry: NewEntry::new("other", "uc", "q", "k", "y", vec![]),
                 reason: "r".into(),
@@ -100,10 +178,16 @@ fn dropping_dead_letters_by_stream() {
     };
     rt().block_on(spool.append(batch)).unwrap();
     assert_eq!(spool.stats().unwrap().streams["out"].dead_letters, 1);
-    let dropped = rt().block_on(spool.drop_dead_letters(DeadLetterSelector::Stream("out".into()))).unwrap();
+    let dropped = rt()
+        .block_on(spool.drop_dead_letters(DeadLetterSelector::Stream("out".into())))
+        .unwrap();
     assert_eq!(dropped, 1);
     assert_eq!(spool.dead_letters(None, 10).unwrap().len(), 1);
-    assert_eq!(rt().block_on(spool.drop_dead_letters(DeadLetterSelector::All)).unwrap(), 1);
+    assert_eq!(
+        rt().block_on(spool.drop_dead_letters(DeadLetterSelector::All))
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -126,12 +210,21 @@ fn entries_and_cursor_survive_reopening() {
             ..Default::default()
         };
         rt().block_on(spool.append(batch)).unwrap();
-        assert_eq!(spool.meta_or_insert("origin_uuid", "first").unwrap(), "first");
+        assert_eq!(
+            spool.meta_or_insert("origin_uuid", "first").unwrap(),
+            "first"
+        );
         spool.close();
     }
     let spool = open(&dir);
-    assert_eq!(spool.cursor("osticket").unwrap().as_deref(), Some("thread_entry:42"));
-    assert_eq!(spool.meta_or_insert("origin_uuid", "second").unwrap(), "first");
+    assert_eq!(
+        spool.cursor("osticket").unwrap().as_deref(),
+        Some("thread_entry:42")
+    );
+    assert_eq!(
+        spool.meta_or_insert("origin_uuid", "second").unwrap(),
+        "first"
+    );
     let stats = spool.stats().unwrap();
     assert_eq!(stats.streams["out"].depth, 1);
     assert_eq!(stats.cursors["osticket"], "thread_entry:42");
@@ -142,7 +235,9 @@ fn closed_spool_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
     spool.close();
-    let err = rt().block_on(spool.append(AppendBatch::default())).unwrap_err();
+    let err = rt()
+        .block_on(spool.append(AppendBatch::default()))
+        .unwrap_err();
     assert!(matches!(err, SpoolError::Closed));
 }
 
@@ -150,14 +245,20 @@ fn closed_spool_refuses_writes() {
 fn concurrent_appends_are_grouped() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let mut tasks = Vec::new();
         for i in 0..200 {
             let spool = spool.clone();
             tasks.push(tokio::spawn(async move {
                 spool
-                    .append(AppendBatch { entries: vec![entry(&format!("k{i}"), &format!("e{i}"))], ..Default::default() })
+                    .append(AppendBatch {
+                        entries: vec![entry(&format!("k{i}"), &format!("e{i}"))],
+                        ..Default::default()
+                    })
                     .await
             }));
         }
@@ -168,7 +269,10 @@ fn concurrent_appends_are_grouped() {
     let stats = spool.writer_stats();
     let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(spool.stats().unwrap().streams["out"].depth, 200);
-    assert!(commits < 200, "200 concurrent appends took {commits} commits: no grouping");
+    assert!(
+        commits < 200,
+        "200 concurrent appends took {commits} commits: no grouping"
+    );
 }
 
 /// Operations of the model-based test.

@@ -11,7 +11,11 @@ use crate::config::{self, Config, LoadError, LogFormat};
 use crate::runtime::{self, RunError};
 
 #[derive(Debug, Parser)]
-#[command(name = "deskbus", version, about = "Integration hub for help desks, contact centres and message buses")]
+#[command(
+    name = "deskbus",
+    version,
+    about = "Integration hub for help desks, contact centres and message buses"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -133,12 +137,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq { command } => dlq(command),
-        Command::Spool { command: SpoolCommand::Stats { target } } => spool_stats(&target.config),
+        Command::Spool {
+            command: SpoolCommand::Stats { target },
+        } => spool_stats(&target.config),
     }
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)
 }
 
 /// Loads a config; an invalid one is printed and becomes exit code 2.
@@ -151,7 +160,11 @@ fn load_or_report(path: &Path) -> Result<Result<Config, ExitCode>, CliError> {
         Err(LoadError::Invalid(diagnostics)) => {
             eprint!("{diagnostics}");
             let errors = diagnostics.errors().count();
-            eprintln!("{}: {errors} error{}", path.display(), if errors == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {errors} error{}",
+                path.display(),
+                if errors == 1 { "" } else { "s" }
+            );
             Ok(Err(ExitCode::from(INVALID_CONFIG)))
         }
         Err(error) => Err(error.into()),
@@ -177,22 +190,31 @@ fn check(path: &Path, connect: bool) -> Result<ExitCode, CliError> {
         let mut failures = 0;
         for (id, settings) in &config.streams {
             let outcome = match settings.config.build() {
-                Ok(stream) => tokio::time::timeout(std::time::Duration::from_secs(10), stream.healthcheck())
-                    .await
-                    .unwrap_or_else(|_| Err("no answer within 10s".into())),
+                Ok(stream) => {
+                    tokio::time::timeout(std::time::Duration::from_secs(10), stream.healthcheck())
+                        .await
+                        .unwrap_or_else(|_| Err("no answer within 10s".into()))
+                }
                 Err(reason) => Err(reason),
             };
             match outcome {
                 Ok(()) => println!("stream {id} ({}): ok", settings.config.type_name()),
                 Err(reason) => {
                     failures += 1;
-                    println!("stream {id} ({}): FAILED: {reason}", settings.config.type_name());
+                    println!(
+                        "stream {id} ({}): FAILED: {reason}",
+                        settings.config.type_name()
+                    );
                 }
             }
         }
         failures
     });
-    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn init_logging(config: &Config) {
@@ -214,7 +236,9 @@ fn open_spool(path: &Path) -> Result<Result<deskbus_spool::Spool, ExitCode>, Cli
     Ok(open_with_config(path)?.map(|(_, spool)| spool))
 }
 
-fn open_with_config(path: &Path) -> Result<Result<(Config, deskbus_spool::Spool), ExitCode>, CliError> {
+fn open_with_config(
+    path: &Path,
+) -> Result<Result<(Config, deskbus_spool::Spool), ExitCode>, CliError> {
     let config = match load_or_report(path)? {
         Ok(config) => config,
         Err(code) => return Ok(Err(code)),
@@ -234,17 +258,34 @@ fn selector(which: Which) -> DeadLetterSelector {
 fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
     match command {
-        DlqCommand::List { target, stream, limit } => {
+        DlqCommand::List {
+            target,
+            stream,
+            limit,
+        } => {
             let spool = match open_spool(&target.config)? {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
             let letters = spool.dead_letters(stream.as_deref(), limit)?;
-            writeln!(out, "{:>6}  {:<12} {:<16} {:<36} {:>8}  reason", "id", "stream", "use case", "event id", "attempts")?;
+            writeln!(
+                out,
+                "{:>6}  {:<12} {:<16} {:<36} {:>8}  reason",
+                "id", "stream", "use case", "event id", "attempts"
+            )?;
             for d in &letters {
-                writeln!(out, "{:>6}  {:<12} {:<16} {:<36} {:>8}  {}", d.id, d.stream, d.use_case, d.event_id, d.attempts, d.reason)?;
+                writeln!(
+                    out,
+                    "{:>6}  {:<12} {:<16} {:<36} {:>8}  {}",
+                    d.id, d.stream, d.use_case, d.event_id, d.attempts, d.reason
+                )?;
             }
-            writeln!(out, "{} dead letter{}", letters.len(), if letters.len() == 1 { "" } else { "s" })?;
+            writeln!(
+                out,
+                "{} dead letter{}",
+                letters.len(),
+                if letters.len() == 1 { "" } else { "s" }
+            )?;
         }
         DlqCommand::Show { target, id } => {
             let spool = match open_spool(&target.config)? {
@@ -252,14 +293,20 @@ fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
                 Err(code) => return Ok(code),
             };
             let d = spool.dead_letter(id)?;
-            let payload: serde_json::Value = serde_json::from_slice(&d.payload)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&d.payload).into_owned()));
+            let payload: serde_json::Value =
+                serde_json::from_slice(&d.payload).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&d.payload).into_owned())
+                });
             let shown = serde_json::json!({
                 "id": d.id, "stream": d.stream, "use_case": d.use_case, "queue": d.queue,
                 "event_id": d.event_id, "attempts": d.attempts, "reason": d.reason,
                 "enqueued_at": fmt_ms(d.enqueued_at), "failed_at": fmt_ms(d.failed_at), "event": payload,
             });
-            writeln!(out, "{}", serde_json::to_string_pretty(&shown).unwrap_or_default())?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&shown).unwrap_or_default()
+            )?;
         }
         DlqCommand::Retry { target, which } => {
             let spool = match open_spool(&target.config)? {
@@ -267,7 +314,11 @@ fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
                 Err(code) => return Ok(code),
             };
             let moved = tokio_runtime()?.block_on(spool.retry_dead_letters(selector(which)))?;
-            writeln!(out, "{moved} dead letter{} moved back to the spool", if moved == 1 { "" } else { "s" })?;
+            writeln!(
+                out,
+                "{moved} dead letter{} moved back to the spool",
+                if moved == 1 { "" } else { "s" }
+            )?;
         }
         DlqCommand::Drop { target, which } => {
             let spool = match open_spool(&target.config)? {
@@ -275,7 +326,11 @@ fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
                 Err(code) => return Ok(code),
             };
             let dropped = tokio_runtime()?.block_on(spool.drop_dead_letters(selector(which)))?;
-            writeln!(out, "{dropped} dead letter{} dropped", if dropped == 1 { "" } else { "s" })?;
+            writeln!(
+                out,
+                "{dropped} dead letter{} dropped",
+                if dropped == 1 { "" } else { "s" }
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -293,11 +348,21 @@ fn spool_stats(path: &Path) -> Result<ExitCode, CliError> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "spool: {}", spool.path().display())?;
-    writeln!(out, "{:<16} {:>10} {:>10} {:>14} {:>12}", "stream", "depth", "retrying", "oldest age", "dead letters")?;
+    writeln!(
+        out,
+        "{:<16} {:>10} {:>10} {:>14} {:>12}",
+        "stream", "depth", "retrying", "oldest age", "dead letters"
+    )?;
     let now = deskbus_spool::now_ms();
     for (stream, s) in &stats.streams {
-        let age = s.oldest_enqueued_at.map_or("-".to_owned(), |t| format!("{:.1}s", (now - t) as f64 / 1000.0));
-        writeln!(out, "{stream:<16} {:>10} {:>10} {age:>14} {:>12}", s.depth, s.retrying, s.dead_letters)?;
+        let age = s.oldest_enqueued_at.map_or("-".to_owned(), |t| {
+            format!("{:.1}s", (now - t) as f64 / 1000.0)
+        });
+        writeln!(
+            out,
+            "{stream:<16} {:>10} {:>10} {age:>14} {:>12}",
+            s.depth, s.retrying, s.dead_letters
+        )?;
     }
     for (source, value) in &stats.cursors {
         writeln!(out, "cursor {source}: {value}")?;
@@ -306,5 +371,7 @@ fn spool_stats(path: &Path) -> Result<ExitCode, CliError> {
 }
 
 fn fmt_ms(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_else(|_| ms.to_string())
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
 }

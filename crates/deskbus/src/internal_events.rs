@@ -27,7 +27,8 @@ pub struct EventsReceived<'a> {
 impl EventsReceived<'_> {
     pub fn emit(self) {
         tracing::trace!(source = self.source, count = self.count, "events received");
-        counter!("deskbus_source_received_events_total", "source" => self.source.to_owned()).increment(self.count as u64);
+        counter!("deskbus_source_received_events_total", "source" => self.source.to_owned())
+            .increment(self.count as u64);
     }
 }
 
@@ -39,7 +40,8 @@ pub struct EventsAccepted<'a> {
 impl EventsAccepted<'_> {
     pub fn emit(self) {
         tracing::trace!(source = self.source, count = self.count, "events accepted");
-        counter!("deskbus_source_accepted_events_total", "source" => self.source.to_owned()).increment(self.count as u64);
+        counter!("deskbus_source_accepted_events_total", "source" => self.source.to_owned())
+            .increment(self.count as u64);
     }
 }
 
@@ -51,7 +53,12 @@ pub struct EventsRejected<'a> {
 
 impl EventsRejected<'_> {
     pub fn emit(self) {
-        tracing::debug!(source = self.source, count = self.count, reason = self.reason, "events rejected");
+        tracing::debug!(
+            source = self.source,
+            count = self.count,
+            reason = self.reason,
+            "events rejected"
+        );
         counter!("deskbus_source_rejected_events_total", "source" => self.source.to_owned(), "reason" => self.reason)
             .increment(self.count as u64);
     }
@@ -65,7 +72,12 @@ pub struct RoutedToDeadLetters<'a> {
 
 impl RoutedToDeadLetters<'_> {
     pub fn emit(self) {
-        tracing::warn!(use_case = self.use_case, event_id = self.event_id, reason = self.reason, "event sent to dead letters at routing");
+        tracing::warn!(
+            use_case = self.use_case,
+            event_id = self.event_id,
+            reason = self.reason,
+            "event sent to dead letters at routing"
+        );
         counter!("deskbus_use_case_dead_lettered_events_total", "use_case" => self.use_case.to_owned()).increment(1);
     }
 }
@@ -80,7 +92,8 @@ pub struct DeliveriesSucceeded<'a> {
 impl DeliveriesSucceeded<'_> {
     pub fn emit(self) {
         tracing::trace!(stream = self.stream, count = self.count, "events delivered");
-        counter!("deskbus_stream_delivered_events_total", "stream" => self.stream.to_owned()).increment(self.count as u64);
+        counter!("deskbus_stream_delivered_events_total", "stream" => self.stream.to_owned())
+            .increment(self.count as u64);
         let h = histogram!("deskbus_stream_delivery_latency_seconds", "stream" => self.stream.to_owned());
         for latency in self.latencies {
             h.record(*latency);
@@ -106,7 +119,8 @@ impl DeliveryRetried<'_> {
             reason = self.reason,
             "delivery failed; will retry"
         );
-        counter!("deskbus_stream_retried_events_total", "stream" => self.stream.to_owned()).increment(1);
+        counter!("deskbus_stream_retried_events_total", "stream" => self.stream.to_owned())
+            .increment(1);
     }
 }
 
@@ -126,7 +140,8 @@ impl DeliveryDeadLettered<'_> {
             reason = self.reason,
             "delivery given up; entry moved to dead letters"
         );
-        counter!("deskbus_stream_dead_lettered_events_total", "stream" => self.stream.to_owned()).increment(1);
+        counter!("deskbus_stream_dead_lettered_events_total", "stream" => self.stream.to_owned())
+            .increment(1);
     }
 }
 
@@ -139,7 +154,8 @@ pub struct SpoolDepth<'a> {
 impl SpoolDepth<'_> {
     pub fn emit(self) {
         gauge!("deskbus_spool_depth", "stream" => self.stream.to_owned()).set(self.depth as f64);
-        gauge!("deskbus_spool_oldest_age_seconds", "stream" => self.stream.to_owned()).set(self.oldest_age_seconds);
+        gauge!("deskbus_spool_oldest_age_seconds", "stream" => self.stream.to_owned())
+            .set(self.oldest_age_seconds);
     }
 }
 
@@ -151,7 +167,8 @@ pub struct ComponentFailed<'a> {
 impl ComponentFailed<'_> {
     pub fn emit(self) {
         tracing::error!(component = self.component, error = %ErrorChain(self.error), "component failed");
-        counter!("deskbus_component_errors_total", "component" => self.component.to_owned()).increment(1);
+        counter!("deskbus_component_errors_total", "component" => self.component.to_owned())
+            .increment(1);
     }
 }
 

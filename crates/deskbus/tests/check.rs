@@ -11,9 +11,19 @@ fn check(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN).arg("check").arg(&path).env_remove("DESKBUS_MISSING").output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "c.toml");
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&path)
+        .env_remove("DESKBUS_MISSING")
+        .output()
+        .unwrap();
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "c.toml");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
 }
 
 const VALID: &str = r#"[general]
@@ -46,25 +56,76 @@ fn a_valid_config_passes() {
 #[test]
 fn each_error_class_is_reported_with_its_place() {
     let cases: &[(&str, &str, &str)] = &[
-        ("type = \"webhook\"", "type = \"webhook\"\nadress = \"x\"", "c.toml:7:1: unknown key `adress` in [sources.web]; did you mean `address`?"),
-        ("type = \"file\"", "type = \"file\"\nbatch_size = \"ten\"", "c.toml:11:14: `streams.out.batch_size` must be an integer, found string"),
-        ("stream = \"out\"", "stream = \"outt\"", "c.toml:16:10: no stream named `outt`; did you mean `out`?"),
-        ("inputs = [\"web\"]", "inputs = [\"web\", \"mail\"]", "c.toml:14:18: no source named `mail`; defined: `web`"),
-        ("path = \"./o/{queue}.ndjson\"", "path = \"${DESKBUS_MISSING}/{queue}.ndjson\"", "c.toml:11:8: environment variable `DESKBUS_MISSING` is not set (write `${DESKBUS_MISSING:-default}` for a default)"),
-        ("helpdesk_code = \"ACME\"", "helpdesk_code = \"1ACME\"", "c.toml:3:17: `general.helpdesk_code`: helpdesk code \"1ACME\" must start with a letter"),
-        ("helpdesk_code = \"ACME\"", "helpdesk_code = \"ACMEACMEA\"", "c.toml:3:17: `general.helpdesk_code`: helpdesk code \"ACMEACMEA\" is longer than 8 characters"),
-        ("type = \"file\"", "type = \"fiel\"", "c.toml:10:8: unknown stream type `fiel`; did you mean `file`?"),
-        ("queue = \"tickets\"", "queue = \"t.{dept\"", "c.toml:17:9: `use_cases.t.queue`: unclosed `{` at byte 2"),
-        ("events = [\"ticket.created\"]", "routing_keys = [\"ticket.#x\"]", "c.toml:15:17: routing pattern \"ticket.#x\": `*` and `#` must stand alone as a word"),
-        ("[general]", "[general]\nshutdown_timeout = \"soon\"", "c.toml:2:20: `general.shutdown_timeout`: \"soon\" is not a duration (try \"500ms\", \"60s\", \"5m\")"),
-        ("address = \"127.0.0.1:9681\"", "address = \"127.0.0.1:9681\"\naddress = \"x\"", "c.toml:8:1: duplicate key"),
+        (
+            "type = \"webhook\"",
+            "type = \"webhook\"\nadress = \"x\"",
+            "c.toml:7:1: unknown key `adress` in [sources.web]; did you mean `address`?",
+        ),
+        (
+            "type = \"file\"",
+            "type = \"file\"\nbatch_size = \"ten\"",
+            "c.toml:11:14: `streams.out.batch_size` must be an integer, found string",
+        ),
+        (
+            "stream = \"out\"",
+            "stream = \"outt\"",
+            "c.toml:16:10: no stream named `outt`; did you mean `out`?",
+        ),
+        (
+            "inputs = [\"web\"]",
+            "inputs = [\"web\", \"mail\"]",
+            "c.toml:14:18: no source named `mail`; defined: `web`",
+        ),
+        (
+            "path = \"./o/{queue}.ndjson\"",
+            "path = \"${DESKBUS_MISSING}/{queue}.ndjson\"",
+            "c.toml:11:8: environment variable `DESKBUS_MISSING` is not set (write `${DESKBUS_MISSING:-default}` for a default)",
+        ),
+        (
+            "helpdesk_code = \"ACME\"",
+            "helpdesk_code = \"1ACME\"",
+            "c.toml:3:17: `general.helpdesk_code`: helpdesk code \"1ACME\" must start with a letter",
+        ),
+        (
+            "helpdesk_code = \"ACME\"",
+            "helpdesk_code = \"ACMEACMEA\"",
+            "c.toml:3:17: `general.helpdesk_code`: helpdesk code \"ACMEACMEA\" is longer than 8 characters",
+        ),
+        (
+            "type = \"file\"",
+            "type = \"fiel\"",
+            "c.toml:10:8: unknown stream type `fiel`; did you mean `file`?",
+        ),
+        (
+            "queue = \"tickets\"",
+            "queue = \"t.{dept\"",
+            "c.toml:17:9: `use_cases.t.queue`: unclosed `{` at byte 2",
+        ),
+        (
+            "events = [\"ticket.created\"]",
+            "routing_keys = [\"ticket.#x\"]",
+            "c.toml:15:17: routing pattern \"ticket.#x\": `*` and `#` must stand alone as a word",
+        ),
+        (
+            "[general]",
+            "[general]\nshutdown_timeout = \"soon\"",
+            "c.toml:2:20: `general.shutdown_timeout`: \"soon\" is not a duration (try \"500ms\", \"60s\", \"5m\")",
+        ),
+        (
+            "address = \"127.0.0.1:9681\"",
+            "address = \"127.0.0.1:9681\"\naddress = \"x\"",
+            "c.toml:8:1: duplicate key",
+        ),
     ];
     for (from, to, want) in cases {
         let text = VALID.replacen(from, to, 1);
         assert_ne!(text, VALID, "case {want} changed nothing");
         let (code, _, stderr) = check(&text);
         assert_eq!(code, 2, "{want}\n{stderr}");
-        assert!(stderr.lines().any(|l| l.starts_with(want)), "want {want:?}\ngot:\n{stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(want)),
+            "want {want:?}\ngot:\n{stderr}"
+        );
     }
 }
 
@@ -76,7 +137,12 @@ fn every_error_is_reported_not_just_the_first() {
         .replace("type = \"webhook\"", "type = \"webhook\"\nport = 1");
     let (code, _, stderr) = check(&text);
     assert_eq!(code, 2);
-    assert!(stderr.contains("c.toml:3:17:") && stderr.contains("c.toml:7:1:") && stderr.contains("c.toml:17:10:"), "{stderr}");
+    assert!(
+        stderr.contains("c.toml:3:17:")
+            && stderr.contains("c.toml:7:1:")
+            && stderr.contains("c.toml:17:10:"),
+        "{stderr}"
+    );
     assert!(stderr.trim_end().ends_with("c.toml: 3 errors"), "{stderr}");
 }
 
@@ -85,7 +151,12 @@ fn a_use_case_must_name_its_parts() {
     let text = "[sources.web]\ntype = \"webhook\"\n\n[use_cases.x]\nenabled = true\n";
     let (code, _, stderr) = check(text);
     assert_eq!(code, 2);
-    for need in ["needs `inputs`", "needs `events` (names) or `routing_keys`", "needs `stream`", "needs `queue`"] {
+    for need in [
+        "needs `inputs`",
+        "needs `events` (names) or `routing_keys`",
+        "needs `stream`",
+        "needs `queue`",
+    ] {
         assert!(stderr.contains(need), "{need}: {stderr}");
     }
 }
@@ -109,7 +180,12 @@ fn every_example_checks() {
             .env("OST_API_KEY", "example")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}:\n{}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}:\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         checked += 1;
     }
     assert!(checked >= 1, "no example found in {examples}");

@@ -24,7 +24,9 @@ fn render() -> String {
          Durations are written `\"500ms\"`, `\"60s\"`, `\"5m\"`. `deskbus check CONFIG` validates a file.\n",
     );
     for file in SOURCES {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + file).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + file)
+                .unwrap();
         let mut docs: Vec<String> = Vec::new();
         let mut in_item = false;
         let mut rows: Vec<(String, String)> = Vec::new();
@@ -38,7 +40,10 @@ fn render() -> String {
                 continue;
             }
             let top_level = !line.starts_with(' ');
-            if top_level && (trimmed.starts_with("pub struct ") || trimmed.starts_with("pub enum ")) && !docs.is_empty() {
+            if top_level
+                && (trimmed.starts_with("pub struct ") || trimmed.starts_with("pub enum "))
+                && !docs.is_empty()
+            {
                 flush(&mut out, &mut rows);
                 let title = docs[0].clone();
                 writeln!(out, "\n## {title}\n").unwrap();
@@ -47,11 +52,24 @@ fn render() -> String {
                 }
                 in_item = trimmed.ends_with('{');
             } else if in_item && trimmed.starts_with("pub ") && !docs.is_empty() {
-                let name = trimmed.trim_start_matches("pub ").split(':').next().unwrap().trim().to_owned();
+                let name = trimmed
+                    .trim_start_matches("pub ")
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_owned();
                 rows.push((name, docs.join(" ")));
-            } else if in_item && !docs.is_empty() && trimmed.chars().next().is_some_and(char::is_uppercase) {
+            } else if in_item
+                && !docs.is_empty()
+                && trimmed.chars().next().is_some_and(char::is_uppercase)
+            {
                 // An enum variant: `Bearer(Secret)`, `Hmac {`.
-                let name = trimmed.split(['(', ' ', ',', '{']).next().unwrap().to_owned();
+                let name = trimmed
+                    .split(['(', ' ', ',', '{'])
+                    .next()
+                    .unwrap()
+                    .to_owned();
                 rows.push((name, docs.join(" ")));
             }
             if top_level && trimmed == "}" {

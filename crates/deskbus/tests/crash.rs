@@ -21,7 +21,10 @@ type Batch = Vec<(String, Value)>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
+    let (admin, web) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
     let config = webhook_to_file_config(dir.path(), admin, web, "", "", "");
     let bus = Arc::new(Mutex::new(Deskbus::start(dir.path(), &config, admin, web)));
     let url = bus.lock().unwrap().url();
@@ -42,26 +45,41 @@ async fn kill_9_under_load_loses_nothing() {
     let queue = Arc::new(Mutex::new(batches));
     let accepted = Arc::new(Mutex::new(HashSet::<String>::new()));
     let unanswered = Arc::new(Mutex::new(Vec::<Batch>::new()));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     let killer = {
         let (bus, accepted) = (bus.clone(), accepted.clone());
         tokio::task::spawn_blocking(move || {
-            wait_for(Duration::from_secs(60), "6,000 accepted events", || accepted.lock().unwrap().len() >= 6_000);
+            wait_for(Duration::from_secs(60), "6,000 accepted events", || {
+                accepted.lock().unwrap().len() >= 6_000
+            });
             bus.lock().unwrap().kill();
         })
     };
     let mut clients = Vec::new();
     for _ in 0..8 {
-        let (queue, accepted, unanswered, client, url) =
-            (queue.clone(), accepted.clone(), unanswered.clone(), client.clone(), url.clone());
+        let (queue, accepted, unanswered, client, url) = (
+            queue.clone(),
+            accepted.clone(),
+            unanswered.clone(),
+            client.clone(),
+            url.clone(),
+        );
         clients.push(tokio::spawn(async move {
             loop {
-                let Some(batch) = queue.lock().unwrap().pop_front() else { return };
+                let Some(batch) = queue.lock().unwrap().pop_front() else {
+                    return;
+                };
                 let body = Value::Array(batch.iter().map(|(_, e)| e.clone()).collect());
                 match client.post(&url).json(&body).send().await {
                     Ok(r) if r.status() == 202 => {
-                        accepted.lock().unwrap().extend(batch.iter().map(|(id, _)| id.clone()));
+                        accepted
+                            .lock()
+                            .unwrap()
+                            .extend(batch.iter().map(|(id, _)| id.clone()));
                     }
                     Ok(r) => panic!("unexpected status {}", r.status()),
                     Err(_) => unanswered.lock().unwrap().push(batch),
@@ -75,7 +93,10 @@ async fn kill_9_under_load_loses_nothing() {
     killer.await.unwrap();
     let accepted_before_restart = accepted.lock().unwrap().clone();
     let unanswered = std::mem::take(&mut *unanswered.lock().unwrap());
-    assert!(!unanswered.is_empty(), "the kill happened while clients were still posting");
+    assert!(
+        !unanswered.is_empty(),
+        "the kill happened while clients were still posting"
+    );
     assert!(accepted_before_restart.len() >= 6_000);
 
     bus.lock().unwrap().spawn();
@@ -86,17 +107,33 @@ async fn kill_9_under_load_loses_nothing() {
     }
     let out = dir.path().join("out/tickets.ndjson");
     wait_for(Duration::from_secs(90), "every event delivered", || {
-        delivered_ids(&out).into_iter().collect::<HashSet<_>>().len() >= all.len()
+        delivered_ids(&out)
+            .into_iter()
+            .collect::<HashSet<_>>()
+            .len()
+            >= all.len()
     });
     let delivered = delivered_ids(&out);
     let counts = counts(&delivered);
     let delivered_set: HashSet<String> = counts.keys().cloned().collect();
-    assert!(accepted_before_restart.is_subset(&delivered_set), "an event answered 202 was lost");
-    assert_eq!(delivered_set, all, "every event sent is delivered, and nothing else");
+    assert!(
+        accepted_before_restart.is_subset(&delivered_set),
+        "an event answered 202 was lost"
+    );
+    assert_eq!(
+        delivered_set, all,
+        "every event sent is delivered, and nothing else"
+    );
     let resent: HashSet<&String> = unanswered.iter().flatten().map(|(id, _)| id).collect();
-    let duplicated_answered = counts.iter().filter(|(id, n)| **n > 1 && !resent.contains(id)).count();
+    let duplicated_answered = counts
+        .iter()
+        .filter(|(id, n)| **n > 1 && !resent.contains(id))
+        .count();
     // Dispatcher: 4 batches of 100 in flight at most.
-    assert!(duplicated_answered <= 400, "{duplicated_answered} answered events delivered twice");
+    assert!(
+        duplicated_answered <= 400,
+        "{duplicated_answered} answered events delivered twice"
+    );
     // A duplicate is the same event: same id, same bytes. (An event the
     // client sent twice without a `time` has its receipt time re-stamped;
     // everything else is equal.)
@@ -108,10 +145,17 @@ async fn kill_9_under_load_loses_nothing() {
     };
     let mut lines: HashMap<String, &str> = HashMap::new();
     for line in text.lines() {
-        let id = serde_json::from_str::<Value>(line).unwrap()["id"].as_str().unwrap().to_owned();
+        let id = serde_json::from_str::<Value>(line).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         if let Some(previous) = lines.insert(id.clone(), line) {
             if resent.contains(&id) {
-                assert_eq!(without_time(previous), without_time(line), "a duplicate differs from the original");
+                assert_eq!(
+                    without_time(previous),
+                    without_time(line),
+                    "a duplicate differs from the original"
+                );
             } else {
                 assert_eq!(previous, line, "a duplicate differs from the original");
             }

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use util::*;
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// 10,000 events over HTTP (single events, JSON arrays and NDJSON batches,
@@ -17,8 +20,16 @@ fn client() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_arrive_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
-    let bus = Deskbus::start(dir.path(), &webhook_to_file_config(dir.path(), admin, web, "", "", ""), admin, web);
+    let (admin, web) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let bus = Deskbus::start(
+        dir.path(),
+        &webhook_to_file_config(dir.path(), admin, web, "", "", ""),
+        admin,
+        web,
+    );
     let url = bus.url();
     // 1,000 single posts, 40 JSON arrays of 100, 50 NDJSON bodies of 100 = 10,000.
     let mut bodies: Vec<(String, &'static str, Vec<String>)> = Vec::new();
@@ -52,17 +63,32 @@ async fn ten_thousand_events_arrive_exactly_once() {
     assert_eq!(sent.len(), 10_000);
 
     let client = client();
-    let chunks: Vec<Vec<_>> = bodies.chunks(bodies.len().div_ceil(16)).map(|c| c.to_vec()).collect();
+    let chunks: Vec<Vec<_>> = bodies
+        .chunks(bodies.len().div_ceil(16))
+        .map(|c| c.to_vec())
+        .collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
         let (client, url) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let mut accepted = Vec::new();
             for (body, content_type, ids) in chunk {
-                let response = client.post(&url).header("content-type", content_type).body(body).send().await.unwrap();
+                let response = client
+                    .post(&url)
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status(), 202);
-                let reply: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-                let got: Vec<String> = reply["accepted"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+                let reply: Value =
+                    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+                let got: Vec<String> = reply["accepted"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
                 assert_eq!(got, ids, "the answer lists the accepted ids in order");
                 accepted.extend(got);
             }
@@ -76,37 +102,62 @@ async fn ten_thousand_events_arrive_exactly_once() {
     assert_eq!(accepted, sent);
 
     let out = dir.path().join("out/tickets.ndjson");
-    wait_for(Duration::from_secs(60), "10,000 delivered lines", || delivered_ids(&out).len() >= 10_000);
+    wait_for(Duration::from_secs(60), "10,000 delivered lines", || {
+        delivered_ids(&out).len() >= 10_000
+    });
     let delivered = delivered_ids(&out);
     let counts = counts(&delivered);
     assert_eq!(delivered.len(), 10_000, "no line twice");
     assert!(counts.values().all(|&n| n == 1));
     assert_eq!(counts.keys().cloned().collect::<HashSet<_>>(), sent);
-    assert_eq!(bus.metric("deskbus_source_accepted_events_total", "source=\"web\""), 10_000.0);
-    assert_eq!(bus.metric("deskbus_stream_delivered_events_total", "stream=\"out\""), 10_000.0);
+    assert_eq!(
+        bus.metric("deskbus_source_accepted_events_total", "source=\"web\""),
+        10_000.0
+    );
+    assert_eq!(
+        bus.metric("deskbus_stream_delivered_events_total", "stream=\"out\""),
+        10_000.0
+    );
 }
 
 /// Events of one ticket are written in the order they were accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ticket_keeps_its_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
-    let bus = Deskbus::start(dir.path(), &webhook_to_file_config(dir.path(), admin, web, "", "batch_size = 7", ""), admin, web);
+    let (admin, web) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let bus = Deskbus::start(
+        dir.path(),
+        &webhook_to_file_config(dir.path(), admin, web, "", "batch_size = 7", ""),
+        admin,
+        web,
+    );
     let client = client();
     let mut sent = Vec::new();
     for round in 0..30 {
         // Ten tickets interleaved per request; ticket 3 is the one we follow.
-        let events: Vec<Value> = (0..10).map(|t| {
-            let id = uuid7();
-            if t == 3 { sent.push(id.clone()); }
-            json!({"id": id, "name": "ticket.message", "data": {"ticket_id": t, "n": round}})
-        }).collect();
+        let events: Vec<Value> = (0..10)
+            .map(|t| {
+                let id = uuid7();
+                if t == 3 {
+                    sent.push(id.clone());
+                }
+                json!({"id": id, "name": "ticket.message", "data": {"ticket_id": t, "n": round}})
+            })
+            .collect();
         let r = client.post(bus.url()).json(&events).send().await.unwrap();
         assert_eq!(r.status(), 202);
     }
     let out = dir.path().join("out/tickets.ndjson");
-    wait_for(Duration::from_secs(30), "300 lines", || delivered_ids(&out).len() >= 300);
-    let ids: Vec<String> = delivered_ids(&out).into_iter().filter(|id| sent.contains(id)).collect();
+    wait_for(Duration::from_secs(30), "300 lines", || {
+        delivered_ids(&out).len() >= 300
+    });
+    let ids: Vec<String> = delivered_ids(&out)
+        .into_iter()
+        .filter(|id| sent.contains(id))
+        .collect();
     assert_eq!(ids, sent);
 }
 
@@ -115,13 +166,24 @@ async fn one_ticket_keeps_its_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_reasons() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
+    let (admin, web) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
     let web_extra = "max_body_bytes = 2048\nauth = { hmac_sha256_secret = \"${DESKBUS_TEST_SECRET:-k3y}\", header = \"X-Signature\" }";
-    let bus = Deskbus::start(dir.path(), &webhook_to_file_config(dir.path(), admin, web, web_extra, "", ""), admin, web);
+    let bus = Deskbus::start(
+        dir.path(),
+        &webhook_to_file_config(dir.path(), admin, web, web_extra, "", ""),
+        admin,
+        web,
+    );
     let client = client();
     let signed = |body: &str| deskbus::sources::webhook::sign(b"k3y", None, body.as_bytes());
     let post = |body: String, signature: Option<String>| {
-        let mut request = client.post(bus.url()).header("content-type", "application/json").body(body);
+        let mut request = client
+            .post(bus.url())
+            .header("content-type", "application/json")
+            .body(body);
         if let Some(s) = signature {
             request = request.header("X-Signature", s);
         }
@@ -131,36 +193,94 @@ async fn bad_input_is_refused_with_reasons() {
     let good = event(&good_id, 1).to_string();
     let bad_batch_id = uuid7();
     let cases: Vec<(String, Option<String>, u16, &str)> = vec![
-        ("{\"name\":".into(), Some(signed("{\"name\":")), 400, "malformed JSON"),
-        (r#"{"name":5}"#.into(), Some(signed(r#"{"name":5}"#)), 400, "invalid type"),
-        (r#"{"nmae":"x"}"#.into(), Some(signed(r#"{"nmae":"x"}"#)), 400, "unknown field `nmae`"),
-        (r#"{"name":"ticket.created","id":"not-a-uuid"}"#.into(), Some(signed(r#"{"name":"ticket.created","id":"not-a-uuid"}"#)), 400, "not a UUID"),
+        (
+            "{\"name\":".into(),
+            Some(signed("{\"name\":")),
+            400,
+            "malformed JSON",
+        ),
+        (
+            r#"{"name":5}"#.into(),
+            Some(signed(r#"{"name":5}"#)),
+            400,
+            "invalid type",
+        ),
+        (
+            r#"{"nmae":"x"}"#.into(),
+            Some(signed(r#"{"nmae":"x"}"#)),
+            400,
+            "unknown field `nmae`",
+        ),
+        (
+            r#"{"name":"ticket.created","id":"not-a-uuid"}"#.into(),
+            Some(signed(r#"{"name":"ticket.created","id":"not-a-uuid"}"#)),
+            400,
+            "not a UUID",
+        ),
         (good.clone(), None, 401, "missing signature"),
-        (good.clone(), Some(signed("something else")), 403, "does not match"),
-        ("x".repeat(4096), Some(signed(&"x".repeat(4096))), 413, "larger than 2048 bytes"),
-        (r#"{"name":"ticket_created"}"#.into(), Some(signed(r#"{"name":"ticket_created"}"#)), 422, "no enabled use case takes event `ticket_created`"),
+        (
+            good.clone(),
+            Some(signed("something else")),
+            403,
+            "does not match",
+        ),
+        (
+            "x".repeat(4096),
+            Some(signed(&"x".repeat(4096))),
+            413,
+            "larger than 2048 bytes",
+        ),
+        (
+            r#"{"name":"ticket_created"}"#.into(),
+            Some(signed(r#"{"name":"ticket_created"}"#)),
+            422,
+            "no enabled use case takes event `ticket_created`",
+        ),
     ];
     for (body, signature, status, reason) in cases {
         let response = post(body.clone(), signature).await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{body:.60}");
         let text = response.text().await.unwrap();
         let reply: Value = serde_json::from_str(&text).unwrap();
-        assert!(reply["error"].as_str().unwrap().contains(reason), "{status}: {text} lacks {reason:?}");
+        assert!(
+            reply["error"].as_str().unwrap().contains(reason),
+            "{status}: {text} lacks {reason:?}"
+        );
     }
     // One bad event refuses the whole batch: the good one in it is not kept.
     let batch = json!([event(&bad_batch_id, 2), {"name": ""}]).to_string();
     let response = post(batch.clone(), Some(signed(&batch))).await.unwrap();
     assert_eq!(response.status(), 400);
-    assert!(response.text().await.unwrap().contains("event 1: `name` must not be empty"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("event 1: `name` must not be empty")
+    );
     // The pipeline still runs.
     let response = post(good.clone(), Some(signed(&good))).await.unwrap();
     assert_eq!(response.status(), 202);
     let out = dir.path().join("out/tickets.ndjson");
-    wait_for(Duration::from_secs(20), "the good event", || delivered_ids(&out).contains(&good_id));
+    wait_for(Duration::from_secs(20), "the good event", || {
+        delivered_ids(&out).contains(&good_id)
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(delivered_ids(&out), vec![good_id], "nothing from refused requests was delivered");
-    assert!(bus.metric("deskbus_source_rejected_events_total", "reason=\"forbidden\"") >= 1.0);
-    assert!(!bus.log().contains("k3y"), "the secret must never be logged");
+    assert_eq!(
+        delivered_ids(&out),
+        vec![good_id],
+        "nothing from refused requests was delivered"
+    );
+    assert!(
+        bus.metric(
+            "deskbus_source_rejected_events_total",
+            "reason=\"forbidden\""
+        ) >= 1.0
+    );
+    assert!(
+        !bus.log().contains("k3y"),
+        "the secret must never be logged"
+    );
 }
 
 /// A poison event (queue template names a missing field, or a queue that
@@ -169,7 +289,10 @@ async fn bad_input_is_refused_with_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_events_go_to_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
+    let (admin, web) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
     let extra = r#"
 [use_cases.by_department]
 inputs = ["web"]
@@ -177,7 +300,12 @@ events = ["dept.event"]
 stream = "out"
 queue = "dept-{department}"
 "#;
-    let bus = Deskbus::start(dir.path(), &webhook_to_file_config(dir.path(), admin, web, "", "", extra), admin, web);
+    let bus = Deskbus::start(
+        dir.path(),
+        &webhook_to_file_config(dir.path(), admin, web, "", "", extra),
+        admin,
+        web,
+    );
     let client = client();
     let (missing, escaping, fine) = (uuid7(), uuid7(), uuid7());
     let batch = json!([
@@ -185,18 +313,41 @@ queue = "dept-{department}"
         {"id": escaping, "name": "dept.event", "data": {"department": "../../etc"}},
         {"id": fine, "name": "dept.event", "data": {"department": "sales"}},
     ]);
-    assert_eq!(client.post(bus.url()).json(&batch).send().await.unwrap().status(), 202);
+    assert_eq!(
+        client
+            .post(bus.url())
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     let out = dir.path().join("out/dept-sales.ndjson");
-    wait_for(Duration::from_secs(20), "the fine event", || delivered_ids(&out) == vec![fine.clone()]);
+    wait_for(Duration::from_secs(20), "the fine event", || {
+        delivered_ids(&out) == vec![fine.clone()]
+    });
     wait_for(Duration::from_secs(20), "two dead letters", || {
         bus.cli(&["dlq", "list"]).1.contains("2 dead letters")
     });
     let (code, list, _) = bus.cli(&["dlq", "list"]);
     assert_eq!(code, 0);
-    assert!(list.contains(&missing) && list.contains("field `department` is missing"), "{list}");
-    assert!(list.contains(&escaping) && list.contains("cannot be a file name"), "{list}");
+    assert!(
+        list.contains(&missing) && list.contains("field `department` is missing"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&escaping) && list.contains("cannot be a file name"),
+        "{list}"
+    );
     let id_of = |event: &str| -> String {
-        list.lines().find(|l| l.contains(event)).unwrap().split_whitespace().next().unwrap().to_owned()
+        list.lines()
+            .find(|l| l.contains(event))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
     };
     let (code, shown, _) = bus.cli(&["dlq", "show", &id_of(&missing)]);
     assert_eq!(code, 0);
@@ -205,29 +356,61 @@ queue = "dept-{department}"
     assert_eq!(shown["attempts"], 0, "refused at routing, never attempted");
     let escaping_dl = id_of(&escaping);
     let (_, shown, _) = bus.cli(&["dlq", "show", &escaping_dl]);
-    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap()["attempts"], 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["attempts"],
+        1
+    );
     // Retrying the escaping one puts it back (same id); it fails again, permanently.
     let (code, said, _) = bus.cli(&["dlq", "retry", &escaping_dl]);
-    assert_eq!((code, said.trim()), (0, "1 dead letter moved back to the spool"));
-    wait_for(Duration::from_secs(20), "the retried entry back in dead letters", || {
-        let (_, list, _) = bus.cli(&["dlq", "list"]);
-        list.contains("2 dead letters") && list.contains(&escaping)
-    });
+    assert_eq!(
+        (code, said.trim()),
+        (0, "1 dead letter moved back to the spool")
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the retried entry back in dead letters",
+        || {
+            let (_, list, _) = bus.cli(&["dlq", "list"]);
+            list.contains("2 dead letters") && list.contains(&escaping)
+        },
+    );
     let (code, said, _) = bus.cli(&["dlq", "drop", "--all"]);
     assert_eq!((code, said.trim()), (0, "2 dead letters dropped"));
     let (_, stats, _) = bus.cli(&["spool", "stats"]);
     assert!(stats.contains("out"), "{stats}");
-    assert!(bus.metric("deskbus_stream_dead_lettered_events_total", "stream=\"out\"") >= 2.0);
+    assert!(
+        bus.metric(
+            "deskbus_stream_dead_lettered_events_total",
+            "stream=\"out\""
+        ) >= 2.0
+    );
 }
 
 /// SIGTERM stops deskbus cleanly and quickly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
-    let mut bus = Deskbus::start(dir.path(), &webhook_to_file_config(dir.path(), admin, web, "", "", ""), admin, web);
+    let (admin, web) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let mut bus = Deskbus::start(
+        dir.path(),
+        &webhook_to_file_config(dir.path(), admin, web, "", "", ""),
+        admin,
+        web,
+    );
     let id = uuid7();
-    assert_eq!(client().post(bus.url()).json(&event(&id, 1)).send().await.unwrap().status(), 202);
+    assert_eq!(
+        client()
+            .post(bus.url())
+            .json(&event(&id, 1))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     let started = std::time::Instant::now();
     let status = bus.terminate();
     assert!(status.success(), "{status}: {}", bus.log());

@@ -10,7 +10,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::runtime::{Ready, Shutdown};
 
 /// Latency buckets (seconds) for `deskbus_stream_delivery_latency_seconds`.
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// Installs the global metrics recorder once and returns its handle.
 pub fn install_metrics() -> PrometheusHandle {
@@ -36,7 +38,12 @@ struct AdminState {
     ready: Ready,
 }
 
-pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: PrometheusHandle, ready: Ready, mut shutdown: Shutdown) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: PrometheusHandle,
+    ready: Ready,
+    mut shutdown: Shutdown,
+) {
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready_handler))
@@ -57,10 +64,15 @@ async fn ready_handler(State(state): State<AdminState>) -> (StatusCode, &'static
     }
 }
 
-async fn metrics_handler(State(state): State<AdminState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+async fn metrics_handler(
+    State(state): State<AdminState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     state.metrics.run_upkeep();
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
 }

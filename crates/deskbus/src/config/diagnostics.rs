@@ -28,15 +28,27 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn new(file: &Path, text: &str) -> Diagnostics {
-        Diagnostics { file: file.to_owned(), text: text.to_owned(), items: Vec::new() }
+        Diagnostics {
+            file: file.to_owned(),
+            text: text.to_owned(),
+            items: Vec::new(),
+        }
     }
 
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.items.push(Diagnostic { severity: Severity::Error, span, message: message.into() });
+        self.items.push(Diagnostic {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+        });
     }
 
     pub fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.items.push(Diagnostic { severity: Severity::Warning, span, message: message.into() });
+        self.items.push(Diagnostic {
+            severity: Severity::Warning,
+            span,
+            message: message.into(),
+        });
     }
 
     pub fn has_errors(&self) -> bool {
@@ -78,7 +90,12 @@ impl fmt::Display for Diagnostics {
                 Severity::Error => "",
                 Severity::Warning => "warning: ",
             };
-            writeln!(f, "{}:{line}:{column}: {tag}{}", self.file.display(), d.message)?;
+            writeln!(
+                f,
+                "{}:{line}:{column}: {tag}{}",
+                self.file.display(),
+                d.message
+            )?;
         }
         Ok(())
     }
@@ -104,7 +121,10 @@ mod tests {
         let mut d = Diagnostics::new(Path::new("c.toml"), "a = 1\nb = 2\n");
         d.error(6..7, "second");
         d.warning(0..1, "first");
-        assert_eq!(d.to_string(), "c.toml:1:1: warning: first\nc.toml:2:1: second\n");
+        assert_eq!(
+            d.to_string(),
+            "c.toml:1:1: warning: first\nc.toml:2:1: second\n"
+        );
         assert!(d.has_errors());
     }
 }

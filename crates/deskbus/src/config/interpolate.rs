@@ -3,7 +3,10 @@
 //! Interpolation runs on each string after parsing, so that a missing
 //! variable is reported at the string that names it.
 
-pub(crate) fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     if !text.contains('$') {
         return Ok(text.to_owned());
     }
@@ -27,7 +30,10 @@ pub(crate) fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("`${{{body}}}` is not a valid variable reference"));
             }
-            match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            match (
+                env(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => {
@@ -76,8 +82,20 @@ mod tests {
 
     #[test]
     fn reports_missing_and_malformed() {
-        assert!(interpolate("${NOPE}", &env).unwrap_err().contains("`NOPE` is not set"));
-        assert!(interpolate("${NOPE", &env).unwrap_err().contains("unclosed"));
-        assert!(interpolate("${A B}", &env).unwrap_err().contains("not a valid"));
+        assert!(
+            interpolate("${NOPE}", &env)
+                .unwrap_err()
+                .contains("`NOPE` is not set")
+        );
+        assert!(
+            interpolate("${NOPE", &env)
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            interpolate("${A B}", &env)
+                .unwrap_err()
+                .contains("not a valid")
+        );
     }
 }

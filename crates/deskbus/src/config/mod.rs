@@ -162,13 +162,23 @@ pub enum LoadError {
 /// Loads and validates `path`, reading `${VAR}` from the process environment.
 /// Returns the config and its warnings.
 pub fn load(path: &Path) -> Result<(Config, Diagnostics), LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse(path, &text, &|name| std::env::var(name).ok())
 }
 
 /// Validates config `text`; `path` is used for messages and nothing else.
-pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Diagnostics), LoadError> {
-    let ctx = Ctx { diags: std::cell::RefCell::new(Diagnostics::new(path, text)), env };
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Diagnostics), LoadError> {
+    let ctx = Ctx {
+        diags: std::cell::RefCell::new(Diagnostics::new(path, text)),
+        env,
+    };
     let (root, parse_errors) = DeTable::parse_recoverable(text);
     for e in &parse_errors {
         ctx.error(e.span().unwrap_or(0..0), e.message().trim().to_owned());
@@ -196,7 +206,9 @@ fn validate(path: &Path, root: &Table<'_, '_, '_>) -> Config {
     let mut sources = IndexMap::new();
     if let Some(table) = root.table("sources") {
         for (id, value) in table.entries() {
-            let Some(component) = component_table(&table, id.get_ref(), value) else { continue };
+            let Some(component) = component_table(&table, id.get_ref(), value) else {
+                continue;
+            };
             if let Some(source) = crate::sources::parse_config(&component) {
                 sources.insert(id.get_ref().to_string(), source);
             }
@@ -206,7 +218,9 @@ fn validate(path: &Path, root: &Table<'_, '_, '_>) -> Config {
     let mut streams = IndexMap::new();
     if let Some(table) = root.table("streams") {
         for (id, value) in table.entries() {
-            let Some(component) = component_table(&table, id.get_ref(), value) else { continue };
+            let Some(component) = component_table(&table, id.get_ref(), value) else {
+                continue;
+            };
             if let Some(stream) = parse_stream(&component) {
                 streams.insert(id.get_ref().to_string(), stream);
             }
@@ -216,14 +230,19 @@ fn validate(path: &Path, root: &Table<'_, '_, '_>) -> Config {
     let mut use_cases = IndexMap::new();
     if let Some(table) = root.table("use_cases") {
         for (name, value) in table.entries() {
-            let Some(component) = component_table(&table, name.get_ref(), value) else { continue };
+            let Some(component) = component_table(&table, name.get_ref(), value) else {
+                continue;
+            };
             if let Some(use_case) = parse_use_case(&component, &sources, &streams) {
                 use_cases.insert(name.get_ref().to_string(), use_case);
             }
             component.finish();
         }
         if use_cases.is_empty() && ctx.diags.borrow().errors().next().is_none() {
-            ctx.warning(table.span.clone(), "no use case is defined: events will be refused");
+            ctx.warning(
+                table.span.clone(),
+                "no use case is defined: events will be refused",
+            );
         }
     }
     for (id, source) in &sources {
@@ -232,7 +251,10 @@ fn validate(path: &Path, root: &Table<'_, '_, '_>) -> Config {
                 .table("sources")
                 .map(|t| t.key_span(id))
                 .unwrap_or(0..0);
-            ctx.warning(span, format!("source `{id}` feeds no use case ({})", source.type_name()));
+            ctx.warning(
+                span,
+                format!("source `{id}` feeds no use case ({})", source.type_name()),
+            );
         }
     }
     root.finish();
@@ -255,7 +277,11 @@ fn component_table<'c, 'e, 'i>(
     value: &'c toml::Spanned<DeValue<'i>>,
 ) -> Option<Table<'c, 'e, 'i>> {
     let name = parent.path(id);
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         parent.ctx.error(
             parent.key_span(id),
             format!("component id `{id}` may hold only letters, digits, '_' and '-'"),
@@ -264,7 +290,10 @@ fn component_table<'c, 'e, 'i>(
     match value.get_ref() {
         DeValue::Table(table) => Some(Table::new(parent.ctx, table, value.span(), name)),
         other => {
-            parent.ctx.error(value.span(), format!("`{name}` must be a table, found {}", other.type_str()));
+            parent.ctx.error(
+                value.span(),
+                format!("`{name}` must be a table, found {}", other.type_str()),
+            );
             None
         }
     }
@@ -280,7 +309,9 @@ fn parse_general(t: Option<&Table<'_, '_, '_>>) -> GeneralConfig {
     };
     let Some(t) = t else { return general };
     general.data_dir = t.path_or("data_dir", "./deskbus-data");
-    general.helpdesk_code = t.parsed("helpdesk_code", |code| names::check_helpdesk_code(code).map(|()| code.to_owned()));
+    general.helpdesk_code = t.parsed("helpdesk_code", |code| {
+        names::check_helpdesk_code(code).map(|()| code.to_owned())
+    });
     general.origin_uuid = t.string("origin_uuid").map(|s| s.value);
     general.spool_sync = t
         .parsed("spool_sync", |s| match s {
@@ -296,7 +327,12 @@ fn parse_general(t: Option<&Table<'_, '_, '_>>) -> GeneralConfig {
 
 fn parse_admin(t: Option<&Table<'_, '_, '_>>) -> AdminConfig {
     let default: SocketAddr = ([127, 0, 0, 1], 9680).into();
-    let Some(t) = t else { return AdminConfig { address: default, enabled: true } };
+    let Some(t) = t else {
+        return AdminConfig {
+            address: default,
+            enabled: true,
+        };
+    };
     let config = AdminConfig {
         address: t.parsed("address", parse_socket_addr).unwrap_or(default),
         enabled: t.bool_or("enabled", true),
@@ -306,7 +342,10 @@ fn parse_admin(t: Option<&Table<'_, '_, '_>>) -> AdminConfig {
 }
 
 fn parse_log(t: Option<&Table<'_, '_, '_>>) -> LogConfig {
-    let mut log = LogConfig { format: LogFormat::Text, level: "info".into() };
+    let mut log = LogConfig {
+        format: LogFormat::Text,
+        level: "info".into(),
+    };
     let Some(t) = t else { return log };
     log.format = t
         .parsed("format", |s| match s {
@@ -321,7 +360,8 @@ fn parse_log(t: Option<&Table<'_, '_, '_>>) -> LogConfig {
 }
 
 pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| format!("{text:?} is not an address like 127.0.0.1:9681"))
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:9681"))
 }
 
 fn parse_stream(t: &Table<'_, '_, '_>) -> Option<StreamSettings> {
@@ -342,7 +382,12 @@ fn parse_stream(t: &Table<'_, '_, '_>) -> Option<StreamSettings> {
             policy
         }
     };
-    Some(StreamSettings { config: config?, concurrency, batch_size, retry })
+    Some(StreamSettings {
+        config: config?,
+        concurrency,
+        batch_size,
+        retry,
+    })
 }
 
 fn parse_use_case(
@@ -353,12 +398,21 @@ fn parse_use_case(
     let ctx = t.ctx;
     let inputs = t.string_list("inputs");
     if inputs.is_none() {
-        ctx.error(t.span.clone(), format!("[{}] needs `inputs`, the source ids it takes events from", t.name));
+        ctx.error(
+            t.span.clone(),
+            format!(
+                "[{}] needs `inputs`, the source ids it takes events from",
+                t.name
+            ),
+        );
     }
     let inputs = inputs.unwrap_or_default();
     for input in &inputs {
         if !sources.contains_key(&input.value) {
-            ctx.error(input.span.clone(), unknown_id("source", &input.value, sources.keys()));
+            ctx.error(
+                input.span.clone(),
+                unknown_id("source", &input.value, sources.keys()),
+            );
         }
     }
     let events = t.string_list("events").unwrap_or_default();
@@ -377,20 +431,33 @@ fn parse_use_case(
     if events.is_empty() && routing_keys.is_empty() && !t.has("routing_keys") {
         ctx.error(
             t.span.clone(),
-            format!("[{}] needs `events` (names) or `routing_keys` (patterns) to select events", t.name),
+            format!(
+                "[{}] needs `events` (names) or `routing_keys` (patterns) to select events",
+                t.name
+            ),
         );
     }
     let enabled = t.bool_or("enabled", true);
     let stream = t.string("stream");
     match &stream {
-        None => ctx.error(t.span.clone(), format!("[{}] needs `stream`, the stream id to deliver to", t.name)),
-        Some(s) if !streams.contains_key(&s.value) => {
-            ctx.error(s.span.clone(), unknown_id("stream", &s.value, streams.keys()))
-        }
+        None => ctx.error(
+            t.span.clone(),
+            format!("[{}] needs `stream`, the stream id to deliver to", t.name),
+        ),
+        Some(s) if !streams.contains_key(&s.value) => ctx.error(
+            s.span.clone(),
+            unknown_id("stream", &s.value, streams.keys()),
+        ),
         Some(_) => {}
     }
     let queue = template(t, "queue").or_else(|| {
-        ctx.error(t.span.clone(), format!("[{}] needs `queue`, the destination inside the stream", t.name));
+        ctx.error(
+            t.span.clone(),
+            format!(
+                "[{}] needs `queue`, the destination inside the stream",
+                t.name
+            ),
+        );
         None
     });
     let order_key = template(t, "order_key");
@@ -428,7 +495,11 @@ fn unknown_id<'a>(what: &str, id: &str, known: impl Iterator<Item = &'a String>)
         None if known.is_empty() => format!("no {what} named `{id}`; none is defined"),
         None => format!(
             "no {what} named `{id}`; defined: {}",
-            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -450,7 +521,10 @@ pub(crate) fn unknown_type(kind: &str, found: &str, known: &[&str]) -> String {
 pub(crate) fn component_type(t: &Table<'_, '_, '_>, kind: &str) -> Option<Located<String>> {
     let found = t.string("type");
     if found.is_none() && !t.has("type") {
-        t.ctx.error(t.span.clone(), format!("[{}] needs `type`, the {kind} type", t.name));
+        t.ctx.error(
+            t.span.clone(),
+            format!("[{}] needs `type`, the {kind} type", t.name),
+        );
     }
     found
 }

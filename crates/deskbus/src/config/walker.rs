@@ -49,7 +49,13 @@ pub(crate) struct Table<'c, 'e, 'i> {
 
 impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
     pub fn new(ctx: &'c Ctx<'e>, table: &'c DeTable<'i>, span: Range<usize>, name: String) -> Self {
-        Table { ctx, table, span, name, known: RefCell::new(Vec::new()) }
+        Table {
+            ctx,
+            table,
+            span,
+            name,
+            known: RefCell::new(Vec::new()),
+        }
     }
 
     fn raw(&self, key: &'static str) -> Option<&'c Spanned<DeValue<'i>>> {
@@ -69,7 +75,14 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
     }
 
     /// Iterates the table's entries (for maps such as `[sources]`).
-    pub fn entries(&self) -> impl Iterator<Item = (&'c Spanned<std::borrow::Cow<'i, str>>, &'c Spanned<DeValue<'i>>)> {
+    pub fn entries(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &'c Spanned<std::borrow::Cow<'i, str>>,
+            &'c Spanned<DeValue<'i>>,
+        ),
+    > {
         self.table.iter()
     }
 
@@ -84,7 +97,11 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
     fn type_error(&self, key: &str, value: &Spanned<DeValue<'_>>, want: &str) {
         self.ctx.error(
             value.span(),
-            format!("`{}` must be {want}, found {}", self.path(key), value.get_ref().type_str()),
+            format!(
+                "`{}` must be {want}, found {}",
+                self.path(key),
+                value.get_ref().type_str()
+            ),
         );
     }
 
@@ -95,7 +112,10 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
             return None;
         };
         match interpolate(text, self.ctx.env) {
-            Ok(text) => Some(Located { value: text, span: value.span() }),
+            Ok(text) => Some(Located {
+                value: text,
+                span: value.span(),
+            }),
             Err(message) => {
                 self.ctx.error(value.span(), message);
                 None
@@ -104,16 +124,22 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
     }
 
     pub fn string_or(&self, key: &'static str, default: &str) -> String {
-        self.string(key).map_or_else(|| default.to_owned(), |s| s.value)
+        self.string(key)
+            .map_or_else(|| default.to_owned(), |s| s.value)
     }
 
     /// A string parsed by `parse`; a parse failure is reported at the value.
-    pub fn parsed<T>(&self, key: &'static str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    pub fn parsed<T>(
+        &self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let text = self.string(key)?;
         match parse(&text.value) {
             Ok(value) => Some(value),
             Err(message) => {
-                self.ctx.error(text.span, format!("`{}`: {message}", self.path(key)));
+                self.ctx
+                    .error(text.span, format!("`{}`: {message}", self.path(key)));
                 None
             }
         }
@@ -143,7 +169,12 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
             _ => {
                 self.ctx.error(
                     value.span(),
-                    format!("`{}` must be between {} and {}", self.path(key), range.start(), range.end()),
+                    format!(
+                        "`{}` must be between {} and {}",
+                        self.path(key),
+                        range.start(),
+                        range.end()
+                    ),
                 );
                 None
             }
@@ -153,7 +184,9 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
     pub fn number(&self, key: &'static str) -> Option<f64> {
         let value = self.raw(key)?;
         match value.get_ref() {
-            DeValue::Integer(int) => i64::from_str_radix(int.as_str(), int.radix()).ok().map(|n| n as f64),
+            DeValue::Integer(int) => i64::from_str_radix(int.as_str(), int.radix())
+                .ok()
+                .map(|n| n as f64),
             DeValue::Float(float) => float.as_str().replace('_', "").parse().ok(),
             _ => {
                 self.type_error(key, value, "a number");
@@ -181,12 +214,19 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
         for item in items.iter() {
             match item.get_ref() {
                 DeValue::String(text) => match interpolate(text, self.ctx.env) {
-                    Ok(text) => out.push(Located { value: text, span: item.span() }),
+                    Ok(text) => out.push(Located {
+                        value: text,
+                        span: item.span(),
+                    }),
                     Err(message) => self.ctx.error(item.span(), message),
                 },
                 other => self.ctx.error(
                     item.span(),
-                    format!("`{}` must hold strings, found {}", self.path(key), other.type_str()),
+                    format!(
+                        "`{}` must hold strings, found {}",
+                        self.path(key),
+                        other.type_str()
+                    ),
                 ),
             }
         }
@@ -196,7 +236,9 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
     pub fn table(&self, key: &'static str) -> Option<Table<'c, 'e, 'i>> {
         let value = self.raw(key)?;
         match value.get_ref() {
-            DeValue::Table(table) => Some(Table::new(self.ctx, table, value.span(), self.path(key))),
+            DeValue::Table(table) => {
+                Some(Table::new(self.ctx, table, value.span(), self.path(key)))
+            }
             _ => {
                 self.type_error(key, value, "a table");
                 None
@@ -221,7 +263,10 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
                 // A trailing newline is almost always an editor's, not part of the secret.
                 Ok(text) => Some(Secret::new(text.trim_end_matches(['\n', '\r']).to_owned())),
                 Err(e) => {
-                    self.ctx.error(file.span, format!("cannot read secret file {:?}: {e}", file.value));
+                    self.ctx.error(
+                        file.span,
+                        format!("cannot read secret file {:?}: {e}", file.value),
+                    );
                     None
                 }
             },
@@ -256,7 +301,10 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
                 true => "at the top level".to_owned(),
                 false => format!("in [{}]", self.name),
             };
-            self.ctx.error(key.span(), format!("unknown key `{}` {place}{suggestion}", key.get_ref()));
+            self.ctx.error(
+                key.span(),
+                format!("unknown key `{}` {place}{suggestion}", key.get_ref()),
+            );
         }
     }
 }

@@ -11,7 +11,9 @@ use tokio::task::JoinSet;
 
 use super::Shutdown;
 use crate::config::{RetryPolicy, StreamSettings};
-use crate::internal_events::{ComponentFailed, DeliveriesSucceeded, DeliveryDeadLettered, DeliveryRetried};
+use crate::internal_events::{
+    ComponentFailed, DeliveriesSucceeded, DeliveryDeadLettered, DeliveryRetried,
+};
 use crate::streams::{Delivery, DeliveryError, Stream};
 
 /// How often an idle dispatcher looks at the spool even without a wake-up:
@@ -39,7 +41,11 @@ impl Dispatcher {
                     let entries = match self.fetch(&in_flight).await {
                         Ok(entries) => entries,
                         Err(error) => {
-                            ComponentFailed { component: &self.stream_id, error: &*error }.emit();
+                            ComponentFailed {
+                                component: &self.stream_id,
+                                error: &*error,
+                            }
+                            .emit();
                             break;
                         }
                     };
@@ -50,7 +56,11 @@ impl Dispatcher {
                         tasks.spawn(async move {
                             let deliveries: Vec<Delivery> = entries
                                 .iter()
-                                .map(|e| Delivery { event_id: e.event_id.clone(), queue: e.queue.clone(), payload: e.payload.clone() })
+                                .map(|e| Delivery {
+                                    event_id: e.event_id.clone(),
+                                    queue: e.queue.clone(),
+                                    payload: e.payload.clone(),
+                                })
                                 .collect();
                             let results = stream.deliver(&deliveries).await;
                             (entries, results)
@@ -82,12 +92,18 @@ impl Dispatcher {
         }
     }
 
-    async fn fetch(&self, in_flight: &HashSet<i64>) -> Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>> {
+    async fn fetch(
+        &self,
+        in_flight: &HashSet<i64>,
+    ) -> Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>> {
         let spool = self.spool.clone();
         let stream = self.stream_id.clone();
         let exclude = in_flight.clone();
         let limit = self.settings.batch_size;
-        Ok(tokio::task::spawn_blocking(move || spool.fetch_ready(&stream, now_ms(), limit, &exclude)).await??)
+        Ok(tokio::task::spawn_blocking(move || {
+            spool.fetch_ready(&stream, now_ms(), limit, &exclude)
+        })
+        .await??)
     }
 
     /// How long to sleep when nothing is due: until the next retry, at most [`IDLE_POLL`].
@@ -95,21 +111,29 @@ impl Dispatcher {
         let spool = self.spool.clone();
         let stream = self.stream_id.clone();
         match tokio::task::spawn_blocking(move || spool.next_due(&stream)).await {
-            Ok(Ok(Some(due))) => Duration::from_millis((due - now_ms()).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
+            Ok(Ok(Some(due))) => {
+                Duration::from_millis((due - now_ms()).clamp(1, IDLE_POLL.as_millis() as i64) as u64)
+            }
             _ => IDLE_POLL,
         }
     }
 
-    async fn record(&self, entries: Vec<Entry>, results: Vec<Result<(), DeliveryError>>, in_flight: &mut HashSet<i64>) {
+    async fn record(
+        &self,
+        entries: Vec<Entry>,
+        results: Vec<Result<(), DeliveryError>>,
+        in_flight: &mut HashSet<i64>,
+    ) {
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut latencies = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             // A stream that returns too few results has not confirmed the rest.
-            let result = results
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| Err(DeliveryError::retryable("stream returned no result for this entry")));
+            let result = results.get(i).cloned().unwrap_or_else(|| {
+                Err(DeliveryError::retryable(
+                    "stream returned no result for this entry",
+                ))
+            });
             let outcome = match result {
                 Ok(()) => {
                     latencies.push((now - entry.enqueued_at).max(0) as f64 / 1000.0);
@@ -120,12 +144,21 @@ impl Dispatcher {
             outcomes.push((entry.seq, outcome));
         }
         if !latencies.is_empty() {
-            DeliveriesSucceeded { stream: &self.stream_id, count: latencies.len(), latencies: &latencies }.emit();
+            DeliveriesSucceeded {
+                stream: &self.stream_id,
+                count: latencies.len(),
+                latencies: &latencies,
+            }
+            .emit();
         }
         if let Err(error) = self.spool.complete(outcomes).await {
             // Not recorded: the entries stay pending and are delivered again
             // (at least once), with the same event ids.
-            ComponentFailed { component: &self.stream_id, error: &error }.emit();
+            ComponentFailed {
+                component: &self.stream_id,
+                error: &error,
+            }
+            .emit();
         }
         for entry in &entries {
             in_flight.remove(&entry.seq);
@@ -137,34 +170,64 @@ impl Dispatcher {
         let policy = &self.settings.retry;
         let (reason, retry_after) = match error {
             DeliveryError::Permanent { reason } => {
-                DeliveryDeadLettered { stream: &self.stream_id, event_id: &entry.event_id, attempts, reason: &reason }.emit();
+                DeliveryDeadLettered {
+                    stream: &self.stream_id,
+                    event_id: &entry.event_id,
+                    attempts,
+                    reason: &reason,
+                }
+                .emit();
                 return Outcome::Dead { reason, attempts };
             }
-            DeliveryError::Retryable { reason, retry_after } => (reason, retry_after),
+            DeliveryError::Retryable {
+                reason,
+                retry_after,
+            } => (reason, retry_after),
         };
         let age = Duration::from_millis((now - entry.enqueued_at).max(0) as u64);
         let give_up = if policy.max_attempts > 0 && attempts >= policy.max_attempts {
             Some(format!("gave up after {attempts} attempts: {reason}"))
         } else if !policy.max_age.is_zero() && age >= policy.max_age {
-            Some(format!("gave up after {:?} ({attempts} attempts): {reason}", policy.max_age))
+            Some(format!(
+                "gave up after {:?} ({attempts} attempts): {reason}",
+                policy.max_age
+            ))
         } else {
             None
         };
         if let Some(reason) = give_up {
-            DeliveryDeadLettered { stream: &self.stream_id, event_id: &entry.event_id, attempts, reason: &reason }.emit();
+            DeliveryDeadLettered {
+                stream: &self.stream_id,
+                event_id: &entry.event_id,
+                attempts,
+                reason: &reason,
+            }
+            .emit();
             return Outcome::Dead { reason, attempts };
         }
         let backoff = backoff(policy, attempts).max(retry_after.unwrap_or_default());
         let backoff_ms = backoff.as_millis() as i64;
-        DeliveryRetried { stream: &self.stream_id, event_id: &entry.event_id, attempts, reason: &reason, backoff_ms }.emit();
-        Outcome::Retry { error: reason, next_attempt_at: now + backoff_ms }
+        DeliveryRetried {
+            stream: &self.stream_id,
+            event_id: &entry.event_id,
+            attempts,
+            reason: &reason,
+            backoff_ms,
+        }
+        .emit();
+        Outcome::Retry {
+            error: reason,
+            next_attempt_at: now + backoff_ms,
+        }
     }
 }
 
 /// Exponential backoff with "equal jitter": half the delay is fixed, half
 /// random, so retries of many entries spread out but none comes back at once.
 pub(crate) fn backoff(policy: &RetryPolicy, attempts: u32) -> Duration {
-    let exp = policy.initial_backoff.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
     let capped = exp.min(policy.max_backoff);
     let half = capped / 2;
     half + half.mul_f64(fastrand::f64())
@@ -183,11 +246,20 @@ mod tests {
         };
         for _ in 0..50 {
             let first = backoff(&policy, 1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100), "{first:?}");
+            assert!(
+                first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
+                "{first:?}"
+            );
             let third = backoff(&policy, 3);
-            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400), "{third:?}");
+            assert!(
+                third >= Duration::from_millis(200) && third <= Duration::from_millis(400),
+                "{third:?}"
+            );
             let late = backoff(&policy, 40);
-            assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1), "{late:?}");
+            assert!(
+                late >= Duration::from_millis(500) && late <= Duration::from_secs(1),
+                "{late:?}"
+            );
         }
     }
 }

@@ -100,7 +100,10 @@ pub enum RunError {
 /// Opens the spool of `config`'s data directory.
 pub fn open_spool(config: &Config) -> Result<Spool, RunError> {
     let dir = &config.general.data_dir;
-    std::fs::create_dir_all(dir).map_err(|source| RunError::DataDir { path: dir.clone(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| RunError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
     let mut options = SpoolOptions::new(dir.join("spool.db"));
     options.sync = config.general.spool_sync;
     Ok(Spool::open(options)?)
@@ -116,10 +119,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     let mut streams: HashMap<String, Arc<dyn Stream>> = HashMap::new();
     for (id, settings) in &config.streams {
-        let stream = settings
-            .config
-            .build()
-            .map_err(|reason| RunError::Stream { stream: id.clone(), reason })?;
+        let stream = settings.config.build().map_err(|reason| RunError::Stream {
+            stream: id.clone(),
+            reason,
+        })?;
         streams.insert(id.clone(), Arc::from(stream));
     }
     let ingest = Ingest::from_config(spool.clone(), &config);
@@ -129,8 +132,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let admin = match config.admin.enabled {
         true => {
-            let listener = tokio::net::TcpListener::bind(config.admin.address).await.map_err(RunError::Admin)?;
-            let task = tokio::spawn(crate::admin::serve(listener, metrics, ready.clone(), shutdown.clone()));
+            let listener = tokio::net::TcpListener::bind(config.admin.address)
+                .await
+                .map_err(RunError::Admin)?;
+            let task = tokio::spawn(crate::admin::serve(
+                listener,
+                metrics,
+                ready.clone(),
+                shutdown.clone(),
+            ));
             Some(task)
         }
         false => None,
@@ -152,8 +162,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             name,
             tokio::spawn(async move {
                 if let Err(source) = sources::run(source, ctx).await {
-                    ComponentFailed { component: &id, error: &source }.emit();
-                    let _ = fatal.send(RunError::Source { source_id: id, source }).await;
+                    ComponentFailed {
+                        component: &id,
+                        error: &source,
+                    }
+                    .emit();
+                    let _ = fatal
+                        .send(RunError::Source {
+                            source_id: id,
+                            source,
+                        })
+                        .await;
                 }
             }),
         ));
@@ -167,9 +186,16 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             stream: streams[id].clone(),
             spool: spool.clone(),
         };
-        stream_tasks.push((format!("stream {id}"), tokio::spawn(task.run(shutdown.clone()))));
+        stream_tasks.push((
+            format!("stream {id}"),
+            tokio::spawn(task.run(shutdown.clone())),
+        ));
     }
-    let gauges = tokio::spawn(report_spool_depth(spool.clone(), config.streams.keys().cloned().collect(), shutdown.clone()));
+    let gauges = tokio::spawn(report_spool_depth(
+        spool.clone(),
+        config.streams.keys().cloned().collect(),
+        shutdown.clone(),
+    ));
 
     tracing::info!(
         sources = config.sources.len(),
@@ -182,7 +208,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         _ = shutdown_signal() => None,
         error = fatal_rx.recv() => error,
     };
-    tracing::info!(timeout_ms = config.general.shutdown_timeout.as_millis() as u64, "shutting down");
+    tracing::info!(
+        timeout_ms = config.general.shutdown_timeout.as_millis() as u64,
+        "shutting down"
+    );
     ready.stopping();
     let _ = trigger.send(true);
     let deadline = tokio::time::Instant::now() + config.general.shutdown_timeout;
@@ -194,7 +223,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         admin.abort();
     }
     let close = tokio::task::spawn_blocking(move || spool.close());
-    if tokio::time::timeout_at(deadline + Duration::from_secs(5), close).await.is_err() {
+    if tokio::time::timeout_at(deadline + Duration::from_secs(5), close)
+        .await
+        .is_err()
+    {
         tracing::warn!(component = "spool", "spool writer did not close in time");
     }
     tracing::info!("deskbus stopped");
@@ -220,8 +252,15 @@ async fn report_spool_depth(spool: Spool, streams: Vec<String>, mut shutdown: Sh
             let now = deskbus_spool::now_ms();
             for stream in &streams {
                 let s = stats.streams.get(stream).cloned().unwrap_or_default();
-                let age = s.oldest_enqueued_at.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-                SpoolDepth { stream, depth: s.depth, oldest_age_seconds: age }.emit();
+                let age = s
+                    .oldest_enqueued_at
+                    .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+                SpoolDepth {
+                    stream,
+                    depth: s.depth,
+                    oldest_age_seconds: age,
+                }
+                .emit();
             }
         }
         tokio::select! {

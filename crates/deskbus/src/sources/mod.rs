@@ -48,7 +48,8 @@ pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<SourceConfig> {
         #[cfg(feature = "demo")]
         "demo" => demo::DemoConfig::from_table(t).map(SourceConfig::Demo),
         other => {
-            t.ctx.error(kind.span, unknown_type("source", other, SOURCE_TYPES));
+            t.ctx
+                .error(kind.span, unknown_type("source", other, SOURCE_TYPES));
             None
         }
     }

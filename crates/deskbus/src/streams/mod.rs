@@ -56,7 +56,8 @@ pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<StreamConfig> {
         "file" => file::FileConfig::from_table(t).map(StreamConfig::File),
         "stdout" => stdout::StdoutConfig::from_table(t).map(StreamConfig::Stdout),
         other => {
-            t.ctx.error(kind.span, unknown_type("stream", other, STREAM_TYPES));
+            t.ctx
+                .error(kind.span, unknown_type("stream", other, STREAM_TYPES));
             None
         }
     }
@@ -77,25 +78,36 @@ pub(crate) struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DeliveryError {
     /// Worth trying again later (I/O error, broker down, 5xx, throttling).
-    Retryable { reason: String, retry_after: Option<Duration> },
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// Will never succeed as it is (too big, rejected as invalid): dead letters at once.
     Permanent { reason: String },
 }
 
 impl DeliveryError {
     pub fn retryable(reason: impl Into<String>) -> Self {
-        DeliveryError::Retryable { reason: reason.into(), retry_after: None }
+        DeliveryError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
     }
 
     pub fn permanent(reason: impl Into<String>) -> Self {
-        DeliveryError::Permanent { reason: reason.into() }
+        DeliveryError::Permanent {
+            reason: reason.into(),
+        }
     }
 }
 
 /// The one interface every stream implements.
 pub(crate) trait Stream: Send + Sync {
     /// Delivers `batch`; the result has one entry per delivery, in order.
-    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>>;
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [Delivery],
+    ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>>;
 
     /// Checks that the stream can be reached (`deskbus check --connect`).
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>>;

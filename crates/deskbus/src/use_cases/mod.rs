@@ -26,8 +26,14 @@ pub enum Unmatched {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("no enabled use case takes event `{name}` (routing key `{routing_key}`) from source `{source_id}`")]
-    Unmatched { name: String, routing_key: String, source_id: String },
+    #[error(
+        "no enabled use case takes event `{name}` (routing key `{routing_key}`) from source `{source_id}`"
+    )]
+    Unmatched {
+        name: String,
+        routing_key: String,
+        source_id: String,
+    },
     #[error("cannot encode event {id}")]
     Encode {
         id: uuid::Uuid,
@@ -55,9 +61,15 @@ impl Ingest {
         let routes = use_cases
             .iter()
             .filter(|(_, u)| u.enabled)
-            .map(|(name, u)| Route { name: name.clone(), config: u.clone() })
+            .map(|(name, u)| Route {
+                name: name.clone(),
+                config: u.clone(),
+            })
             .collect();
-        Ingest { spool, routes: Arc::new(routes) }
+        Ingest {
+            spool,
+            routes: Arc::new(routes),
+        }
     }
 
     pub fn from_config(spool: Spool, config: &Config) -> Ingest {
@@ -72,7 +84,10 @@ impl Ingest {
         self.routes.iter().filter(move |r| {
             r.config.inputs.iter().any(|i| *i == event.source)
                 && (r.config.events.iter().any(|n| *n == event.name)
-                    || r.config.routing_keys.iter().any(|p| p.matches(&event.routing_key)))
+                    || r.config
+                        .routing_keys
+                        .iter()
+                        .any(|p| p.matches(&event.routing_key)))
         })
     }
 
@@ -90,7 +105,10 @@ impl Ingest {
         cursor: Option<(String, String)>,
         unmatched: Unmatched,
     ) -> Result<(), IngestError> {
-        let mut batch = AppendBatch { cursor, ..AppendBatch::default() };
+        let mut batch = AppendBatch {
+            cursor,
+            ..AppendBatch::default()
+        };
         let mut dropped = 0;
         for event in events {
             let mut routed = false;
@@ -100,7 +118,11 @@ impl Ingest {
                 let payload = match &payload {
                     Some(p) => p.clone(),
                     None => {
-                        let p = serde_json::to_vec(event).map_err(|source| IngestError::Encode { id: event.id, source })?;
+                        let p =
+                            serde_json::to_vec(event).map_err(|source| IngestError::Encode {
+                                id: event.id,
+                                source,
+                            })?;
                         payload.insert(p).clone()
                     }
                 };
@@ -116,7 +138,12 @@ impl Ingest {
                 match route.config.queue.render(event) {
                     Ok(queue) => batch.entries.push(entry(&queue)),
                     Err(error) => {
-                        RoutedToDeadLetters { use_case: &route.name, event_id: &event.id.to_string(), reason: &error.to_string() }.emit();
+                        RoutedToDeadLetters {
+                            use_case: &route.name,
+                            event_id: &event.id.to_string(),
+                            reason: &error.to_string(),
+                        }
+                        .emit();
                         batch.dead_letters.push(NewDeadLetter {
                             entry: entry(route.config.queue.as_str()),
                             reason: format!("queue template: {error}"),
@@ -127,7 +154,12 @@ impl Ingest {
             if !routed {
                 match unmatched {
                     Unmatched::Reject => {
-                        EventsRejected { source, count: events.len(), reason: "unmatched" }.emit();
+                        EventsRejected {
+                            source,
+                            count: events.len(),
+                            reason: "unmatched",
+                        }
+                        .emit();
                         return Err(IngestError::Unmatched {
                             name: event.name.clone(),
                             routing_key: event.routing_key.clone(),
@@ -139,10 +171,19 @@ impl Ingest {
             }
         }
         if dropped > 0 {
-            EventsRejected { source, count: dropped, reason: "unmatched" }.emit();
+            EventsRejected {
+                source,
+                count: dropped,
+                reason: "unmatched",
+            }
+            .emit();
         }
         self.spool.append(batch).await?;
-        EventsAccepted { source, count: events.len() - dropped }.emit();
+        EventsAccepted {
+            source,
+            count: events.len() - dropped,
+        }
+        .emit();
         Ok(())
     }
 }
@@ -168,7 +209,10 @@ mod tests {
     fn order_key_prefers_template_then_ticket_id() {
         let e = Event::new("s", "n", "o", json!({"ticket_id": 7, "dept": "x"}));
         assert_eq!(order_key(None, &e), "ticket:7");
-        assert_eq!(order_key(Some(&Template::parse("{dept}").unwrap()), &e), "x");
+        assert_eq!(
+            order_key(Some(&Template::parse("{dept}").unwrap()), &e),
+            "x"
+        );
         let e = Event::new("s", "n", "o", json!({}));
         assert_eq!(order_key(None, &e), format!("event:{}", e.id));
     }

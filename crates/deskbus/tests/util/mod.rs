@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_deskbus");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Deskbus {
@@ -24,7 +28,14 @@ pub struct Deskbus {
 /// A config with a webhook (`web`) feeding a file stream (`out`) through
 /// `use_case`; `extra` is appended (more tables, or keys for `[streams.out]`
 /// when it starts with a key line).
-pub fn webhook_to_file_config(dir: &Path, admin: SocketAddr, web: SocketAddr, web_extra: &str, stream_extra: &str, extra: &str) -> String {
+pub fn webhook_to_file_config(
+    dir: &Path,
+    admin: SocketAddr,
+    web: SocketAddr,
+    web_extra: &str,
+    stream_extra: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [general]
@@ -64,13 +75,23 @@ impl Deskbus {
     pub fn start(dir: &Path, config: &str, admin: SocketAddr, web: SocketAddr) -> Deskbus {
         let path = dir.join("deskbus.toml");
         std::fs::write(&path, config).unwrap();
-        let mut bus = Deskbus { child: None, dir: dir.to_owned(), config: path, admin, web };
+        let mut bus = Deskbus {
+            child: None,
+            dir: dir.to_owned(),
+            config: path,
+            admin,
+            web,
+        };
         bus.spawn();
         bus
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("deskbus.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("deskbus.log"))
+            .unwrap();
         let child = Command::new(BIN)
             .arg("run")
             .arg(&self.config)
@@ -87,12 +108,19 @@ impl Deskbus {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("deskbus exited with {status} before it was ready:\n{}", self.log());
+                panic!(
+                    "deskbus exited with {status} before it was ready:\n{}",
+                    self.log()
+                );
             }
             if http_get(self.admin, "/ready").map(|(code, _)| code) == Some(200) {
                 return;
             }
-            assert!(Instant::now() < deadline, "deskbus not ready after 30s:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "deskbus not ready after 30s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -112,13 +140,20 @@ impl Deskbus {
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("not running");
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "deskbus did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "deskbus did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -131,14 +166,21 @@ impl Deskbus {
     pub fn metric(&self, name: &str, labels: &str) -> f64 {
         let (_, body) = http_get(self.admin, "/metrics").expect("metrics");
         body.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
+            .filter(|l| {
+                l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels)
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
 
     /// Runs another deskbus command against this config.
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(BIN).args(args).arg("--config").arg(&self.config).output().unwrap();
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -158,20 +200,30 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     let code = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((code, body))
 }
 
 /// Event ids per line of an output file (missing file: none).
 pub fn delivered_ids(path: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
     text.lines()
         .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
             v["id"].as_str().unwrap().to_owned()
         })
         .collect()

@@ -12,7 +12,12 @@ use super::SourceContext;
 use crate::internal_events::{ComponentFailed, EventsReceived};
 use crate::use_cases::Unmatched;
 
-const DEPARTMENTS: &[(u64, &str)] = &[(1, "Support"), (2, "Sales"), (3, "Billing"), (4, "Maintenance")];
+const DEPARTMENTS: &[(u64, &str)] = &[
+    (1, "Support"),
+    (2, "Sales"),
+    (3, "Billing"),
+    (4, "Maintenance"),
+];
 const TOPICS: &[(u64, &str)] = &[
     (1, "Feedback"),
     (2, "General Inquiry"),
@@ -27,7 +32,13 @@ const USERS: &[(&str, &str)] = &[
     ("Linus Pauling", "linus@example.org"),
     ("Katherine Johnson", "kj@example.net"),
 ];
-const SUBJECTS: &[&str] = &["Cannot log in", "Invoice is wrong", "Printer on fire", "Feature request", "VPN drops every hour"];
+const SUBJECTS: &[&str] = &[
+    "Cannot log in",
+    "Invoice is wrong",
+    "Printer on fire",
+    "Feature request",
+    "VPN drops every hour",
+];
 
 /// A ticket the simulation keeps alive between events.
 struct Ticket {
@@ -45,7 +56,12 @@ pub(crate) struct Generator {
 
 impl Generator {
     pub(crate) fn new(seed: u64, helpdesk_code: Option<String>) -> Generator {
-        Generator { rng: fastrand::Rng::with_seed(seed), next_id: 1, open: Vec::new(), helpdesk_code }
+        Generator {
+            rng: fastrand::Rng::with_seed(seed),
+            next_id: 1,
+            open: Vec::new(),
+            helpdesk_code,
+        }
     }
 
     /// The next event: a new ticket about half the time (always when none is
@@ -56,11 +72,26 @@ impl Generator {
         }
         let i = self.rng.usize(..self.open.len());
         let (name, extra) = match self.rng.u8(..10) {
-            0..=2 => ("ticket.message", json!({ "body": "Any news on this?", "poster": self.rng.choice(USERS).map(|u| u.0) })),
-            3..=5 => ("ticket.response", json!({ "body": "We are looking into it.", "agent_name": self.rng.choice(AGENTS) })),
-            6 => ("ticket.note", json!({ "body": "Escalating to level 2.", "agent_name": self.rng.choice(AGENTS) })),
-            7 | 8 => ("ticket.assigned", json!({ "agent_name": self.rng.choice(AGENTS) })),
-            _ => ("ticket.closed", json!({ "status_name": "Closed", "status_state": "closed" })),
+            0..=2 => (
+                "ticket.message",
+                json!({ "body": "Any news on this?", "poster": self.rng.choice(USERS).map(|u| u.0) }),
+            ),
+            3..=5 => (
+                "ticket.response",
+                json!({ "body": "We are looking into it.", "agent_name": self.rng.choice(AGENTS) }),
+            ),
+            6 => (
+                "ticket.note",
+                json!({ "body": "Escalating to level 2.", "agent_name": self.rng.choice(AGENTS) }),
+            ),
+            7 | 8 => (
+                "ticket.assigned",
+                json!({ "agent_name": self.rng.choice(AGENTS) }),
+            ),
+            _ => (
+                "ticket.closed",
+                json!({ "status_name": "Closed", "status_state": "closed" }),
+            ),
         };
         let ticket = &self.open[i];
         let mut data = json!({
@@ -100,7 +131,11 @@ impl Generator {
             "user_email": user.1,
             "priority": self.rng.choice(["low", "normal", "high"]),
         });
-        self.open.push(Ticket { id, number, department });
+        self.open.push(Ticket {
+            id,
+            number,
+            department,
+        });
         Event::new(source, "ticket.created", origin, data)
     }
 }
@@ -116,7 +151,8 @@ pub(crate) async fn run(config: DemoConfig, ctx: SourceContext) {
     let mut shutdown = ctx.shutdown.clone();
     ctx.ready.mark_ready();
     // Emit in ticks of at most 100 ms so a high rate commits in batches.
-    let tick = Duration::from_millis(100).min(Duration::from_secs_f64(1.0 / config.rate).max(Duration::from_millis(1)));
+    let tick = Duration::from_millis(100)
+        .min(Duration::from_secs_f64(1.0 / config.rate).max(Duration::from_millis(1)));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let per_tick = config.rate * tick.as_secs_f64();
@@ -136,12 +172,26 @@ pub(crate) async fn run(config: DemoConfig, ctx: SourceContext) {
         if n == 0 {
             continue;
         }
-        let events: Vec<Event> = (0..n).map(|_| generator.next(&ctx.id, &ctx.origin_uuid)).collect();
-        EventsReceived { source: &ctx.id, count: events.len() }.emit();
+        let events: Vec<Event> = (0..n)
+            .map(|_| generator.next(&ctx.id, &ctx.origin_uuid))
+            .collect();
+        EventsReceived {
+            source: &ctx.id,
+            count: events.len(),
+        }
+        .emit();
         // Demo events no use case wants are dropped (and counted), not refused:
         // there is nobody to refuse them to.
-        if let Err(error) = ctx.ingest.submit(&ctx.id, &events, None, Unmatched::Drop).await {
-            ComponentFailed { component: &ctx.id, error: &error }.emit();
+        if let Err(error) = ctx
+            .ingest
+            .submit(&ctx.id, &events, None, Unmatched::Drop)
+            .await
+        {
+            ComponentFailed {
+                component: &ctx.id,
+                error: &error,
+            }
+            .emit();
         }
         produced += n;
         if config.count > 0 && produced >= config.count {
@@ -160,13 +210,31 @@ mod tests {
     fn generates_a_plausible_help_desk() {
         let mut g = Generator::new(7, Some("ACME".into()));
         let events: Vec<Event> = (0..500).map(|_| g.next("demo", "o")).collect();
-        let names: std::collections::BTreeSet<&str> = events.iter().map(|e| e.name.as_str()).collect();
-        for name in ["ticket.created", "ticket.message", "ticket.response", "ticket.note", "ticket.assigned", "ticket.closed"] {
+        let names: std::collections::BTreeSet<&str> =
+            events.iter().map(|e| e.name.as_str()).collect();
+        for name in [
+            "ticket.created",
+            "ticket.message",
+            "ticket.response",
+            "ticket.note",
+            "ticket.assigned",
+            "ticket.closed",
+        ] {
             assert!(names.contains(name), "{name} never generated");
         }
         let created = events.iter().find(|e| e.name == "ticket.created").unwrap();
         let keys: Vec<&String> = created.data.as_object().unwrap().keys().take(6).collect();
-        assert_eq!(keys, ["helpdesk_code", "datetime_complete", "department_id", "department_name", "helptopic_id", "helptopic_label"]);
+        assert_eq!(
+            keys,
+            [
+                "helpdesk_code",
+                "datetime_complete",
+                "department_id",
+                "department_name",
+                "helptopic_id",
+                "helptopic_label"
+            ]
+        );
         assert_eq!(created.data["helpdesk_code"], "ACME");
         // Every event about a ticket refers to one that was created before it.
         let mut seen = std::collections::HashSet::new();

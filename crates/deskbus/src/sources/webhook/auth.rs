@@ -16,29 +16,40 @@ pub(super) enum AuthError {
     Invalid(&'static str),
 }
 
-pub(super) fn check(auth: &WebhookAuth, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), AuthError> {
+pub(super) fn check(
+    auth: &WebhookAuth,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_unix: i64,
+) -> Result<(), AuthError> {
     match auth {
         WebhookAuth::Bearer(token) => {
             let value = headers
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .ok_or(AuthError::Missing("missing Authorization header"))?;
-            let given = value
-                .strip_prefix("Bearer ")
-                .ok_or(AuthError::Missing("Authorization header is not a Bearer token"))?;
+            let given = value.strip_prefix("Bearer ").ok_or(AuthError::Missing(
+                "Authorization header is not a Bearer token",
+            ))?;
             match bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
                 true => Ok(()),
                 false => Err(AuthError::Invalid("invalid bearer token")),
             }
         }
-        WebhookAuth::Hmac { secret, header, timestamp_header, timestamp_tolerance } => {
+        WebhookAuth::Hmac {
+            secret,
+            header,
+            timestamp_header,
+            timestamp_tolerance,
+        } => {
             let signature = headers
                 .get(header.as_str())
                 .and_then(|v| v.to_str().ok())
                 .ok_or(AuthError::Missing("missing signature header"))?;
             let signature = signature.trim();
             let signature = signature.strip_prefix("sha256=").unwrap_or(signature);
-            let given = hex::decode(signature).map_err(|_| AuthError::Invalid("signature is not hex"))?;
+            let given =
+                hex::decode(signature).map_err(|_| AuthError::Invalid("signature is not hex"))?;
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
                 .map_err(|_| AuthError::Invalid("unusable HMAC secret"))?;
             if let Some(tolerance) = timestamp_tolerance {
@@ -46,23 +57,31 @@ pub(super) fn check(auth: &WebhookAuth, headers: &HeaderMap, body: &[u8], now_un
                     .get(timestamp_header.as_str())
                     .and_then(|v| v.to_str().ok())
                     .ok_or(AuthError::Missing("missing timestamp header"))?;
-                let seconds: i64 = stamp.trim().parse().map_err(|_| AuthError::Invalid("timestamp is not unix seconds"))?;
+                let seconds: i64 = stamp
+                    .trim()
+                    .parse()
+                    .map_err(|_| AuthError::Invalid("timestamp is not unix seconds"))?;
                 if (now_unix - seconds).unsigned_abs() > tolerance.as_secs() {
-                    return Err(AuthError::Invalid("timestamp outside the allowed tolerance"));
+                    return Err(AuthError::Invalid(
+                        "timestamp outside the allowed tolerance",
+                    ));
                 }
                 mac.update(stamp.trim().as_bytes());
                 mac.update(b".");
             }
             mac.update(body);
             // `verify_slice` compares in constant time.
-            mac.verify_slice(&given).map_err(|_| AuthError::Invalid("signature does not match the body"))
+            mac.verify_slice(&given)
+                .map_err(|_| AuthError::Invalid("signature does not match the body"))
         }
     }
 }
 
 /// The hex signature a sender computes; used by tests and documentation.
 pub fn sign(secret: &[u8], timestamp: Option<&str>, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return String::new() };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
     if let Some(stamp) = timestamp {
         mac.update(stamp.as_bytes());
         mac.update(b".");
@@ -89,10 +108,37 @@ mod tests {
     #[test]
     fn bearer() {
         let auth = WebhookAuth::Bearer(Secret::new("tok".into()));
-        assert_eq!(check(&auth, &headers(&[("authorization", "Bearer tok".into())]), b"", 0), Ok(()));
-        assert!(matches!(check(&auth, &headers(&[]), b"", 0), Err(AuthError::Missing(_))));
-        assert!(matches!(check(&auth, &headers(&[("authorization", "Bearer nope".into())]), b"", 0), Err(AuthError::Invalid(_))));
-        assert!(matches!(check(&auth, &headers(&[("authorization", "Basic x".into())]), b"", 0), Err(AuthError::Missing(_))));
+        assert_eq!(
+            check(
+                &auth,
+                &headers(&[("authorization", "Bearer tok".into())]),
+                b"",
+                0
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            check(&auth, &headers(&[]), b"", 0),
+            Err(AuthError::Missing(_))
+        ));
+        assert!(matches!(
+            check(
+                &auth,
+                &headers(&[("authorization", "Bearer nope".into())]),
+                b"",
+                0
+            ),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            check(
+                &auth,
+                &headers(&[("authorization", "Basic x".into())]),
+                b"",
+                0
+            ),
+            Err(AuthError::Missing(_))
+        ));
     }
 
     #[test]
@@ -104,10 +150,27 @@ mod tests {
             timestamp_tolerance: None,
         };
         let sig = sign(b"k", None, b"body");
-        assert_eq!(check(&plain, &headers(&[("x-sig", sig.clone())]), b"body", 0), Ok(()));
-        assert_eq!(check(&plain, &headers(&[("x-sig", format!("sha256={sig}"))]), b"body", 0), Ok(()));
-        assert!(matches!(check(&plain, &headers(&[("x-sig", sig)]), b"bodx", 0), Err(AuthError::Invalid(_))));
-        assert!(matches!(check(&plain, &headers(&[]), b"body", 0), Err(AuthError::Missing(_))));
+        assert_eq!(
+            check(&plain, &headers(&[("x-sig", sig.clone())]), b"body", 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &plain,
+                &headers(&[("x-sig", format!("sha256={sig}"))]),
+                b"body",
+                0
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            check(&plain, &headers(&[("x-sig", sig)]), b"bodx", 0),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            check(&plain, &headers(&[]), b"body", 0),
+            Err(AuthError::Missing(_))
+        ));
 
         let timed = WebhookAuth::Hmac {
             secret: Secret::new("k".into()),
@@ -118,6 +181,9 @@ mod tests {
         let sig = sign(b"k", Some("1000"), b"body");
         let h = headers(&[("x-sig", sig), ("x-ts", "1000".into())]);
         assert_eq!(check(&timed, &h, b"body", 1200), Ok(()));
-        assert!(matches!(check(&timed, &h, b"body", 1400), Err(AuthError::Invalid(_))), "replay outside tolerance");
+        assert!(
+            matches!(check(&timed, &h, b"body", 1400), Err(AuthError::Invalid(_))),
+            "replay outside tolerance"
+        );
     }
 }

@@ -56,10 +56,15 @@ pub enum WebhookAuth {
 
 impl WebhookConfig {
     pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<WebhookConfig> {
-        let address = t.parsed("address", parse_socket_addr).unwrap_or(([127, 0, 0, 1], 9681).into());
+        let address = t
+            .parsed("address", parse_socket_addr)
+            .unwrap_or(([127, 0, 0, 1], 9681).into());
         let path = t.string_or("path", "/events");
         if !path.starts_with('/') {
-            t.ctx.error(t.key_span("path"), format!("`{}.path` must start with '/'", t.name));
+            t.ctx.error(
+                t.key_span("path"),
+                format!("`{}.path` must start with '/'", t.name),
+            );
         }
         let max_body_bytes = t.integer("max_body_bytes", 1..=1 << 30).unwrap_or(10 << 20) as usize;
         let max_events = t.integer("max_events", 1..=1_000_000).unwrap_or(10_000) as usize;
@@ -90,6 +95,13 @@ impl WebhookConfig {
                 }
             }
         });
-        Some(WebhookConfig { address, path, max_body_bytes, max_events, unmatched, auth })
+        Some(WebhookConfig {
+            address,
+            path,
+            max_body_bytes,
+            max_events,
+            unmatched,
+            auth,
+        })
     }
 }

@@ -33,7 +33,10 @@ struct WebhookState {
 pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(), SourceError> {
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
-        .map_err(|source| SourceError::Bind { address: config.address, source })?;
+        .map_err(|source| SourceError::Bind {
+            address: config.address,
+            source,
+        })?;
     let path = config.path.clone();
     let state = Arc::new(WebhookState {
         id: ctx.id.clone(),
@@ -43,7 +46,10 @@ pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(),
         shutdown: ctx.shutdown.clone(),
     });
     // The body limit is enforced in the handler, so a 413 carries our reason.
-    let app = Router::new().route(&path, post(handle)).layer(DefaultBodyLimit::disable()).with_state(state);
+    let app = Router::new()
+        .route(&path, post(handle))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
     tracing::info!(source = %ctx.id, address = %listener.local_addr()?, path = %path, "webhook listening");
     ctx.ready.mark_ready();
     let mut shutdown = ctx.shutdown;
@@ -54,17 +60,41 @@ pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(),
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
-fn refuse(state: &WebhookState, status: StatusCode, reason: &'static str, message: String) -> Response {
-    EventsRejected { source: &state.id, count: 1, reason }.emit();
+fn refuse(
+    state: &WebhookState,
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+) -> Response {
+    EventsRejected {
+        source: &state.id,
+        count: 1,
+        reason,
+    }
+    .emit();
     reply(status, json!({ "error": message }))
 }
 
-async fn handle(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if state.shutdown.is_triggered() {
-        return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "deskbus is shutting down; retry later".into());
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "deskbus is shutting down; retry later".into(),
+        );
     }
     let limit = state.config.max_body_bytes;
     let body: Bytes = match axum::body::to_bytes(body, limit).await {
@@ -82,8 +112,12 @@ async fn handle(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body
         let now = jiff::Timestamp::now().as_second();
         match auth::check(auth, &headers, &body, now) {
             Ok(()) => {}
-            Err(auth::AuthError::Missing(why)) => return refuse(&state, StatusCode::UNAUTHORIZED, "unauthorized", why.into()),
-            Err(auth::AuthError::Invalid(why)) => return refuse(&state, StatusCode::FORBIDDEN, "forbidden", why.into()),
+            Err(auth::AuthError::Missing(why)) => {
+                return refuse(&state, StatusCode::UNAUTHORIZED, "unauthorized", why.into());
+            }
+            Err(auth::AuthError::Invalid(why)) => {
+                return refuse(&state, StatusCode::FORBIDDEN, "forbidden", why.into());
+            }
         }
     }
     let inputs = match parse_body(&headers, &body) {
@@ -91,37 +125,77 @@ async fn handle(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body
         Err(message) => return refuse(&state, StatusCode::BAD_REQUEST, "malformed", message),
     };
     if inputs.len() > state.config.max_events {
-        let message = format!("{} events in one request; at most {} are accepted", inputs.len(), state.config.max_events);
+        let message = format!(
+            "{} events in one request; at most {} are accepted",
+            inputs.len(),
+            state.config.max_events
+        );
         return refuse(&state, StatusCode::PAYLOAD_TOO_LARGE, "too_large", message);
     }
     if inputs.is_empty() {
-        return refuse(&state, StatusCode::BAD_REQUEST, "malformed", "the request holds no event".into());
+        return refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the request holds no event".into(),
+        );
     }
     let received = inputs.len();
-    EventsReceived { source: &state.id, count: received }.emit();
+    EventsReceived {
+        source: &state.id,
+        count: received,
+    }
+    .emit();
     let mut events: Vec<Event> = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
         let event = serde_json::from_value::<EnvelopeInput>(input)
             .map_err(|e| e.to_string())
-            .and_then(|input| input.into_event(&state.id, &state.origin_uuid).map_err(|e| e.to_string()));
+            .and_then(|input| {
+                input
+                    .into_event(&state.id, &state.origin_uuid)
+                    .map_err(|e| e.to_string())
+            });
         match event {
             Ok(event) => events.push(event),
             Err(message) => {
-                EventsRejected { source: &state.id, count: received, reason: "invalid_envelope" }.emit();
-                return reply(StatusCode::BAD_REQUEST, json!({ "error": format!("event {i}: {message}") }));
+                EventsRejected {
+                    source: &state.id,
+                    count: received,
+                    reason: "invalid_envelope",
+                }
+                .emit();
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": format!("event {i}: {message}") }),
+                );
             }
         }
     }
-    match state.ingest.submit(&state.id, &events, None, state.config.unmatched).await {
+    match state
+        .ingest
+        .submit(&state.id, &events, None, state.config.unmatched)
+        .await
+    {
         Ok(()) => {
             let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
             reply(StatusCode::ACCEPTED, json!({ "accepted": ids }))
         }
-        Err(error @ IngestError::Unmatched { .. }) => reply(StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": error.to_string() })),
+        Err(error @ IngestError::Unmatched { .. }) => reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": error.to_string() }),
+        ),
         Err(error) => {
-            EventsRejected { source: &state.id, count: events.len(), reason: "spool" }.emit();
+            EventsRejected {
+                source: &state.id,
+                count: events.len(),
+                reason: "spool",
+            }
+            .emit();
             tracing::error!(source = %state.id, error = %crate::internal_events::ErrorChain(&error), "events not committed");
-            reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": format!("events not committed: {error}; retry later") }))
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": format!("events not committed: {error}; retry later") }),
+            )
         }
     }
 }
@@ -133,22 +207,33 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, String> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let ndjson = ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"]
-        .iter()
-        .any(|t| content_type.starts_with(t));
+    let ndjson = [
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+    ]
+    .iter()
+    .any(|t| content_type.starts_with(t));
     if ndjson {
         let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
         return text
             .lines()
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(n, line)| serde_json::from_str::<Value>(line).map_err(|e| format!("line {}: malformed JSON: {e}", n + 1)))
+            .map(|(n, line)| {
+                serde_json::from_str::<Value>(line)
+                    .map_err(|e| format!("line {}: malformed JSON: {e}", n + 1))
+            })
             .collect();
     }
     match serde_json::from_slice::<Value>(body).map_err(|e| format!("malformed JSON: {e}"))? {
         Value::Array(items) => Ok(items),
         object @ Value::Object(_) => Ok(vec![object]),
-        other => Err(format!("body must be an event object or an array of them, found {}", json_type(&other))),
+        other => Err(format!(
+            "body must be an event object or an array of them, found {}",
+            json_type(&other)
+        )),
     }
 }
 
@@ -175,11 +260,41 @@ mod tests {
 
     #[test]
     fn parses_object_array_and_ndjson() {
-        assert_eq!(parse_body(&ct("application/json"), br#"{"name":"a"}"#).unwrap().len(), 1);
-        assert_eq!(parse_body(&ct("application/json"), br#"[{"name":"a"},{"name":"b"}]"#).unwrap().len(), 2);
-        assert_eq!(parse_body(&ct("application/x-ndjson"), b"{\"name\":\"a\"}\n\n{\"name\":\"b\"}\n").unwrap().len(), 2);
-        assert!(parse_body(&ct("application/json"), b"{").unwrap_err().contains("malformed JSON"));
-        assert!(parse_body(&ct("application/json"), b"42").unwrap_err().contains("found a number"));
-        assert!(parse_body(&ct("application/x-ndjson"), b"{}\n{").unwrap_err().starts_with("line 2"));
+        assert_eq!(
+            parse_body(&ct("application/json"), br#"{"name":"a"}"#)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_body(&ct("application/json"), br#"[{"name":"a"},{"name":"b"}]"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_body(
+                &ct("application/x-ndjson"),
+                b"{\"name\":\"a\"}\n\n{\"name\":\"b\"}\n"
+            )
+            .unwrap()
+            .len(),
+            2
+        );
+        assert!(
+            parse_body(&ct("application/json"), b"{")
+                .unwrap_err()
+                .contains("malformed JSON")
+        );
+        assert!(
+            parse_body(&ct("application/json"), b"42")
+                .unwrap_err()
+                .contains("found a number")
+        );
+        assert!(
+            parse_body(&ct("application/x-ndjson"), b"{}\n{")
+                .unwrap_err()
+                .starts_with("line 2")
+        );
     }
 }

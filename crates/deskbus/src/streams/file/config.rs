@@ -32,7 +32,8 @@ impl FileConfig {
     pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<FileConfig> {
         let path = t.string("path");
         if path.is_none() && !t.has("path") {
-            t.ctx.error(t.span.clone(), format!("[{}] needs `path`", t.name));
+            t.ctx
+                .error(t.span.clone(), format!("[{}] needs `path`", t.name));
         }
         let fsync = t
             .parsed("fsync", |s| match s {
@@ -42,6 +43,10 @@ impl FileConfig {
             })
             .unwrap_or(FsyncPolicy::Batch);
         let rotate_bytes = t.integer("rotate_bytes", 0..=i64::MAX).unwrap_or(128 << 20) as u64;
-        Some(FileConfig { path: PathBuf::from(path?.value), fsync, rotate_bytes })
+        Some(FileConfig {
+            path: PathBuf::from(path?.value),
+            fsync,
+            rotate_bytes,
+        })
     }
 }

@@ -19,7 +19,10 @@ pub(crate) struct FileStream {
 
 impl FileStream {
     pub(crate) fn new(config: FileConfig) -> FileStream {
-        FileStream { config, files: Arc::default() }
+        FileStream {
+            config,
+            files: Arc::default(),
+        }
     }
 
     fn path_for(&self, queue: &str) -> Result<PathBuf, DeliveryError> {
@@ -29,12 +32,17 @@ impl FileStream {
                 "queue {queue:?} cannot be a file name (holds '/', '\\', '..' or NUL)"
             )));
         }
-        Ok(PathBuf::from(self.config.path.to_string_lossy().replace("{queue}", queue)))
+        Ok(PathBuf::from(
+            self.config.path.to_string_lossy().replace("{queue}", queue),
+        ))
     }
 }
 
 impl Stream for FileStream {
-    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [Delivery],
+    ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
             // One buffer (one write) per file, in batch order.
@@ -76,20 +84,28 @@ impl Stream for FileStream {
                     }
                     results
                 }
-                Err(join) => all_failed(batch.len(), DeliveryError::retryable(format!("file writer failed: {join}"))),
+                Err(join) => all_failed(
+                    batch.len(),
+                    DeliveryError::retryable(format!("file writer failed: {join}")),
+                ),
             }
         })
     }
 
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let path = self.config.path.to_string_lossy().replace("{queue}", "healthcheck");
+            let path = self
+                .config
+                .path
+                .to_string_lossy()
+                .replace("{queue}", "healthcheck");
             let dir = std::path::Path::new(&path)
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .map(|p| p.to_owned())
                 .unwrap_or_else(|| PathBuf::from("."));
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             tempfile_in(&dir).map_err(|e| format!("cannot write in {}: {e}", dir.display()))
         })
     }
@@ -106,7 +122,11 @@ mod tests {
     use super::*;
 
     fn delivery(queue: &str, payload: &str) -> Delivery {
-        Delivery { event_id: "id".into(), queue: queue.into(), payload: payload.as_bytes().to_vec() }
+        Delivery {
+            event_id: "id".into(),
+            queue: queue.into(),
+            payload: payload.as_bytes().to_vec(),
+        }
     }
 
     fn stream(dir: &std::path::Path, rotate_bytes: u64) -> FileStream {
@@ -121,12 +141,23 @@ mod tests {
     async fn appends_lines_per_queue_and_refuses_escaping_queues() {
         let dir = tempfile::tempdir().unwrap();
         let s = stream(dir.path(), 0);
-        let batch = [delivery("a", "1"), delivery("b", "2"), delivery("a", "3"), delivery("../x", "4")];
+        let batch = [
+            delivery("a", "1"),
+            delivery("b", "2"),
+            delivery("a", "3"),
+            delivery("../x", "4"),
+        ];
         let results = s.deliver(&batch).await;
         assert!(results[..3].iter().all(Result::is_ok));
         assert!(matches!(results[3], Err(DeliveryError::Permanent { .. })));
-        assert_eq!(std::fs::read_to_string(dir.path().join("out/a.ndjson")).unwrap(), "1\n3\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("out/b.ndjson")).unwrap(), "2\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/a.ndjson")).unwrap(),
+            "1\n3\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/b.ndjson")).unwrap(),
+            "2\n"
+        );
     }
 
     #[tokio::test]
@@ -136,7 +167,10 @@ mod tests {
         s.deliver(&[delivery("a", "1")]).await;
         std::fs::rename(dir.path().join("out/a.ndjson"), dir.path().join("moved")).unwrap();
         s.deliver(&[delivery("a", "2")]).await;
-        assert_eq!(std::fs::read_to_string(dir.path().join("out/a.ndjson")).unwrap(), "2\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/a.ndjson")).unwrap(),
+            "2\n"
+        );
 
         let s = stream(dir.path(), 4);
         s.deliver(&[delivery("r", "12"), delivery("r", "34")]).await;
@@ -147,7 +181,10 @@ mod tests {
             .filter(|n| n.starts_with("r.ndjson"))
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("out/r.ndjson")).unwrap(), "5\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/r.ndjson")).unwrap(),
+            "5\n"
+        );
     }
 
     #[tokio::test]
@@ -156,6 +193,9 @@ mod tests {
         // A regular file where the directory should be: fails even for root.
         std::fs::write(dir.path().join("out"), b"").unwrap();
         let results = stream(dir.path(), 0).deliver(&[delivery("a", "1")]).await;
-        assert!(matches!(results[0], Err(DeliveryError::Retryable { .. })), "{results:?}");
+        assert!(
+            matches!(results[0], Err(DeliveryError::Retryable { .. })),
+            "{results:?}"
+        );
     }
 }

@@ -22,7 +22,13 @@ pub(super) struct Files {
 
 impl Files {
     /// Appends `bytes` to `path` in one write, then applies the fsync policy.
-    pub(super) fn append(&mut self, path: &Path, bytes: &[u8], fsync: FsyncPolicy, rotate_bytes: u64) -> std::io::Result<()> {
+    pub(super) fn append(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        fsync: FsyncPolicy,
+        rotate_bytes: u64,
+    ) -> std::io::Result<()> {
         let file = self.current(path)?;
         if let Err(error) = file.file.write_all(bytes).and_then(|()| match fsync {
             FsyncPolicy::Batch => file.file.sync_data(),
@@ -61,7 +67,11 @@ impl Files {
             let meta = file.metadata()?;
             self.open.insert(
                 path.to_owned(),
-                OpenFile { size: meta.len(), identity: (meta.dev(), meta.ino()), file },
+                OpenFile {
+                    size: meta.len(),
+                    identity: (meta.dev(), meta.ino()),
+                    file,
+                },
             );
         }
         self.open

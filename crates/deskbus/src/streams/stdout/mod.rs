@@ -17,7 +17,10 @@ impl StdoutStream {
 }
 
 impl Stream for StdoutStream {
-    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [Delivery],
+    ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             let mut bytes = Vec::new();
             for d in batch {
@@ -27,7 +30,10 @@ impl Stream for StdoutStream {
             let mut out = std::io::stdout().lock();
             match out.write_all(&bytes).and_then(|()| out.flush()) {
                 Ok(()) => vec![Ok(()); batch.len()],
-                Err(e) => all_failed(batch.len(), DeliveryError::retryable(format!("cannot write to stdout: {e}"))),
+                Err(e) => all_failed(
+                    batch.len(),
+                    DeliveryError::retryable(format!("cannot write to stdout: {e}")),
+                ),
             }
         })
     }
