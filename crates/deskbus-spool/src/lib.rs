@@ -489,11 +489,10 @@ impl Spool {
         limit: usize,
     ) -> Result<Vec<DeadLetter>, SpoolError> {
         let conn = lock(&self.inner.reader);
-        let mut statement = conn.prepare_cached(
-            "SELECT id, stream, use_case, queue, order_key, event_id, payload, enqueued_at,
-                    failed_at, attempts, reason
-             FROM dead_letters WHERE ?1 IS NULL OR stream = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters
+                      WHERE ?1 IS NULL OR stream = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
         let rows = statement.query_map(params![stream, limit as i64], dead_letter_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -501,9 +500,7 @@ impl Spool {
     pub fn dead_letter(&self, id: i64) -> Result<DeadLetter, SpoolError> {
         let conn = lock(&self.inner.reader);
         conn.query_row(
-            "SELECT id, stream, use_case, queue, order_key, event_id, payload, enqueued_at,
-                    failed_at, attempts, reason
-             FROM dead_letters WHERE id = ?1",
+            &format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?1"),
             [id],
             dead_letter_from_row,
         )
@@ -528,6 +525,9 @@ impl Drop for Inner {
         }
     }
 }
+
+/// The columns [`dead_letter_from_row`] reads, in its order.
+const DEAD_LETTER_COLUMNS: &str = "id, stream, use_case, queue, order_key, event_id, payload, enqueued_at, failed_at, attempts, reason";
 
 fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {

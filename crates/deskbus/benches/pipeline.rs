@@ -45,7 +45,7 @@ fn event(i: usize) -> Value {
 
 /// Posts `total` events in requests of `batch`, over `CONNECTIONS` connections.
 async fn blast(url: &str, total: usize, batch: usize) -> Duration {
-    let client = reqwest::Client::builder()
+    let client = client_builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .unwrap();
@@ -203,7 +203,7 @@ async fn latency(rate: usize, seconds: usize) -> (Duration, Duration, f64) {
     let dir = tempfile::tempdir().unwrap();
     let bus = Deskbus::start(dir.path());
     let url = format!("http://{}/events", bus.web);
-    let client = reqwest::Client::new();
+    let client = client_builder().build().unwrap();
     let total = rate * seconds;
     let sent: Arc<Vec<std::sync::OnceLock<Instant>>> =
         Arc::new((0..total).map(|_| std::sync::OnceLock::new()).collect());
@@ -280,6 +280,11 @@ fn baseline_server(port: u16) {
             .unwrap();
         axum::serve(listener, app).await.unwrap();
     });
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 fn main() {

@@ -32,6 +32,18 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Show exactly the bytes a use case would send for the event on stdin.
+    ///
+    /// The input is one envelope (`{"name", "data", ...}`); its `data` is the
+    /// tuple, in order. Non-printable bytes are shown escaped unless `--raw`.
+    Format {
+        config: PathBuf,
+        #[arg(long)]
+        use_case: String,
+        /// Write the bytes unchanged.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Inspect and act on dead letters.
     Dlq {
         #[command(subcommand)]
@@ -119,6 +131,8 @@ pub enum CliError {
     Runtime(#[source] std::io::Error),
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
+    #[error("{0}")]
+    Preview(String),
 }
 
 /// Exit code of an invalid config, as `deskbus check` documents.
@@ -136,6 +150,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tokio_runtime()?.block_on(runtime::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Format {
+            config,
+            use_case,
+            raw,
+        } => format_preview(&config, &use_case, raw),
         Command::Dlq { command } => dlq(command),
         Command::Spool {
             command: SpoolCommand::Stats { target },
@@ -368,6 +387,78 @@ fn spool_stats(path: &Path) -> Result<ExitCode, CliError> {
         writeln!(out, "cursor {source}: {value}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn format_preview(path: &Path, use_case: &str, raw: bool) -> Result<ExitCode, CliError> {
+    let config = match load_or_report(path)? {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let Some(case) = config.use_cases.get(use_case) else {
+        let known: Vec<&String> = config.use_cases.keys().collect();
+        return Err(CliError::Preview(format!(
+            "no use case named `{use_case}`; defined: {known:?}"
+        )));
+    };
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
+    let envelope: deskbus_event::EnvelopeInput = serde_json::from_str(&input)
+        .map_err(|e| CliError::Preview(format!("stdin is not one event envelope: {e}")))?;
+    let origin = config
+        .general
+        .origin_uuid
+        .clone()
+        .unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into());
+    let source = case
+        .inputs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "preview".into());
+    let event = envelope
+        .into_event(&source, &origin)
+        .map_err(|e| CliError::Preview(e.to_string()))?;
+    let queue = case
+        .queue
+        .render(&event)
+        .map_err(|e| CliError::Preview(format!("queue: {e}")))?;
+    let bytes = case.format.encode(&event).map_err(CliError::Preview)?;
+    eprintln!(
+        "use case {use_case} → stream {}, queue {queue:?}, {} bytes, {}",
+        case.stream,
+        bytes.len(),
+        case.format.content_type()
+    );
+    let mut out = std::io::stdout().lock();
+    if raw {
+        out.write_all(&bytes)?;
+    } else {
+        writeln!(out, "{}", escape_bytes(&bytes))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Printable text as is; control characters (and U+2028/U+2029), and bytes
+/// that are not UTF-8, escaped. A backslash is shown as is, so JSON escapes
+/// read naturally; `--raw` gives the exact bytes.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                    out.push_str(&format!("\\u{{{:04x}}}", c as u32))
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 fn fmt_ms(ms: i64) -> String {

@@ -7,10 +7,14 @@ use std::fmt::Write;
 /// The files holding config structs, in the order the reference shows them.
 const SOURCES: &[&str] = &[
     "src/config/mod.rs",
+    "src/use_cases/format.rs",
     "src/sources/webhook/config.rs",
     "src/sources/demo/config.rs",
+    "src/streams/beanstalk/config.rs",
     "src/streams/file/config.rs",
+    "src/streams/http/config.rs",
     "src/streams/stdout/config.rs",
+    "../deskbus-format/src/spec.rs",
 ];
 
 /// Extracts `/// docs` + `pub struct|enum Name` blocks and their documented fields.
@@ -42,7 +46,8 @@ fn render() -> String {
             let top_level = !line.starts_with(' ');
             if top_level
                 && (trimmed.starts_with("pub struct ") || trimmed.starts_with("pub enum "))
-                && !docs.is_empty()
+                // Config items: their doc title names their TOML place (`[...]`, `type = ...`).
+                && docs.first().is_some_and(|title| title.starts_with('`'))
             {
                 flush(&mut out, &mut rows);
                 let title = docs[0].clone();

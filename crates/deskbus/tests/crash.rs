@@ -45,7 +45,7 @@ async fn kill_9_under_load_loses_nothing() {
     let queue = Arc::new(Mutex::new(batches));
     let accepted = Arc::new(Mutex::new(HashSet::<String>::new()));
     let unanswered = Arc::new(Mutex::new(Vec::<Batch>::new()));
-    let client = reqwest::Client::builder()
+    let client = http_client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

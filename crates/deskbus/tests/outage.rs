@@ -9,19 +9,9 @@ use util::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wait_out_a_stream_outage() {
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
     let retry = "[streams.out.retry]\ninitial_backoff = \"100ms\"\nmax_backoff = \"500ms\"";
-    let bus = Deskbus::start(
-        dir.path(),
-        &webhook_to_file_config(dir.path(), admin, web, "", "", retry),
-        admin,
-        web,
-    );
-    let client = reqwest::Client::new();
+    let (dir, bus) = start_webhook_to_file("", "", retry);
+    let client = http_client();
     let post = |n: usize, from: u64| {
         let events: Vec<serde_json::Value> =
             (0..n).map(|i| event(&uuid7(), from + i as u64)).collect();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use util::*;
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
@@ -19,17 +19,7 @@ fn client() -> reqwest::Client {
 /// from 16 concurrent clients): every one appears in the file exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_arrive_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
-    let bus = Deskbus::start(
-        dir.path(),
-        &webhook_to_file_config(dir.path(), admin, web, "", "", ""),
-        admin,
-        web,
-    );
+    let (dir, bus) = start_webhook_to_file("", "", "");
     let url = bus.url();
     // 1,000 single posts, 40 JSON arrays of 100, 50 NDJSON bodies of 100 = 10,000.
     let mut bodies: Vec<(String, &'static str, Vec<String>)> = Vec::new();
@@ -123,17 +113,7 @@ async fn ten_thousand_events_arrive_exactly_once() {
 /// Events of one ticket are written in the order they were accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ticket_keeps_its_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
-    let bus = Deskbus::start(
-        dir.path(),
-        &webhook_to_file_config(dir.path(), admin, web, "", "batch_size = 7", ""),
-        admin,
-        web,
-    );
+    let (dir, bus) = start_webhook_to_file("", "batch_size = 7", "");
     let client = client();
     let mut sent = Vec::new();
     for round in 0..30 {
@@ -165,18 +145,8 @@ async fn one_ticket_keeps_its_order() {
 /// the pipeline keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_reasons() {
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
     let web_extra = "max_body_bytes = 2048\nauth = { hmac_sha256_secret = \"${DESKBUS_TEST_SECRET:-k3y}\", header = \"X-Signature\" }";
-    let bus = Deskbus::start(
-        dir.path(),
-        &webhook_to_file_config(dir.path(), admin, web, web_extra, "", ""),
-        admin,
-        web,
-    );
+    let (dir, bus) = start_webhook_to_file(web_extra, "", "");
     let client = client();
     let signed = |body: &str| deskbus::sources::webhook::sign(b"k3y", None, body.as_bytes());
     let post = |body: String, signature: Option<String>| {
@@ -288,11 +258,6 @@ async fn bad_input_is_refused_with_reasons() {
 /// keeps flowing; the DLQ commands list, show, retry and drop it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_events_go_to_dead_letters() {
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
     let extra = r#"
 [use_cases.by_department]
 inputs = ["web"]
@@ -300,12 +265,7 @@ events = ["dept.event"]
 stream = "out"
 queue = "dept-{department}"
 "#;
-    let bus = Deskbus::start(
-        dir.path(),
-        &webhook_to_file_config(dir.path(), admin, web, "", "", extra),
-        admin,
-        web,
-    );
+    let (dir, bus) = start_webhook_to_file("", "", extra);
     let client = client();
     let (missing, escaping, fine) = (uuid7(), uuid7(), uuid7());
     let batch = json!([
@@ -389,17 +349,7 @@ queue = "dept-{department}"
 /// SIGTERM stops deskbus cleanly and quickly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, web) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
-    let mut bus = Deskbus::start(
-        dir.path(),
-        &webhook_to_file_config(dir.path(), admin, web, "", "", ""),
-        admin,
-        web,
-    );
+    let (dir, mut bus) = start_webhook_to_file("", "", "");
     let id = uuid7();
     assert_eq!(
         client()

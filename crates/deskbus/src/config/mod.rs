@@ -11,6 +11,7 @@ pub(crate) mod walker;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use walker::{Ctx, Located, Table};
 
 use crate::sources::SourceConfig;
 use crate::streams::StreamConfig;
+use crate::use_cases::format::{UseCaseFormat, preset};
+use crate::use_cases::script::Script;
 
 // A validated config; built only by `parse`.
 #[derive(Debug, Clone)]
@@ -145,6 +148,9 @@ pub struct UseCaseConfig {
     /// Events with the same key are delivered in order. Default: the data's
     /// `ticket_id` when present; otherwise the event is unordered.
     pub order_key: Option<Template>,
+    /// How events become bytes: `fields`, `rename`, `set`, `script` or
+    /// `script_file`, `serializer`, `record`, `partition_key`; see "shaping keys".
+    pub format: UseCaseFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +239,9 @@ fn validate(path: &Path, root: &Table<'_, '_, '_>) -> Config {
             let Some(component) = component_table(&table, name.get_ref(), value) else {
                 continue;
             };
-            if let Some(use_case) = parse_use_case(&component, &sources, &streams) {
+            if let Some(use_case) =
+                parse_use_case(&component, name.get_ref(), &general, &sources, &streams)
+            {
                 use_cases.insert(name.get_ref().to_string(), use_case);
             }
             component.finish();
@@ -392,6 +400,8 @@ fn parse_stream(t: &Table<'_, '_, '_>) -> Option<StreamSettings> {
 
 fn parse_use_case(
     t: &Table<'_, '_, '_>,
+    name: &str,
+    general: &GeneralConfig,
     sources: &IndexMap<String, SourceConfig>,
     streams: &IndexMap<String, StreamSettings>,
 ) -> Option<UseCaseConfig> {
@@ -415,7 +425,8 @@ fn parse_use_case(
             );
         }
     }
-    let events = t.string_list("events").unwrap_or_default();
+    let preset = preset(name);
+    let mut events: Vec<Located<String>> = t.string_list("events").unwrap_or_default();
     let routing_keys: Vec<RoutingPattern> = t
         .string_list("routing_keys")
         .unwrap_or_default()
@@ -428,6 +439,12 @@ fn parse_use_case(
             }
         })
         .collect();
+    if let Some((event, _)) = preset.filter(|_| events.is_empty() && !t.has("routing_keys")) {
+        events.push(Located {
+            value: event.to_owned(),
+            span: t.span.clone(),
+        });
+    }
     if events.is_empty() && routing_keys.is_empty() && !t.has("routing_keys") {
         ctx.error(
             t.span.clone(),
@@ -461,6 +478,7 @@ fn parse_use_case(
         None
     });
     let order_key = template(t, "order_key");
+    let format = parse_format(t, preset.map(|(_, fields)| fields), general);
     Some(UseCaseConfig {
         inputs: inputs.into_iter().map(|i| i.value).collect(),
         events: events.into_iter().map(|e| e.value).collect(),
@@ -469,7 +487,110 @@ fn parse_use_case(
         stream: stream?.value,
         queue: queue?,
         order_key,
+        format: format?,
     })
+}
+
+fn parse_format(
+    t: &Table<'_, '_, '_>,
+    preset_fields: Option<&[&str]>,
+    general: &GeneralConfig,
+) -> Option<UseCaseFormat> {
+    let ctx = t.ctx;
+    let mut format = UseCaseFormat {
+        fields: t
+            .string_list("fields")
+            .map(|f| f.into_iter().map(|f| f.value).collect()),
+        helpdesk_code: general.helpdesk_code.clone(),
+        partition_key: template(t, "partition_key"),
+        ..UseCaseFormat::default()
+    };
+    if let Some(rename) = t.string_map("rename") {
+        format.rename = rename.into_iter().map(|(k, v)| (k, v.value)).collect();
+    }
+    if let Some(set) = t.string_map("set") {
+        for (field, text) in set {
+            match Template::parse(&text.value) {
+                Ok(template) => format.set.push((field, template)),
+                Err(e) => ctx.error(text.span, format!("`{}.set.{field}`: {e}", t.name)),
+            }
+        }
+    }
+    let script = match (t.string("script"), t.string("script_file")) {
+        (Some(_), Some(file)) => {
+            ctx.error(
+                file.span,
+                format!("[{}] takes `script` or `script_file`, not both", t.name),
+            );
+            None
+        }
+        (Some(inline), None) => Some(inline),
+        (None, Some(file)) => match std::fs::read_to_string(&file.value) {
+            Ok(text) => Some(Located {
+                value: text,
+                span: file.span,
+            }),
+            Err(e) => {
+                ctx.error(
+                    file.span,
+                    format!("cannot read script {:?}: {e}", file.value),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(script) = script {
+        match Script::compile(&script.value) {
+            Ok(compiled) => format.script = Some(std::sync::Arc::new(compiled)),
+            Err(e) => ctx.error(script.span, e),
+        }
+    }
+    let serializer = t.json("serializer");
+    let record = t.json("record");
+    if let Some((serializer_json, serializer_span)) = serializer {
+        let spec = |json: serde_json::Value,
+                    span: Range<usize>,
+                    what: &str|
+         -> Option<deskbus_format::FormatSpec> {
+            serde_json::from_value(json)
+                .map_err(|e| ctx.error(span, format!("`{}.{what}`: {e}", t.name)))
+                .ok()
+        };
+        let serializer_spec = spec(serializer_json, serializer_span.clone(), "serializer");
+        let (record_spec, record_span) = match record {
+            Some((json, span)) => (spec(json, span.clone(), "record"), span),
+            None => (
+                Some(deskbus_format::FormatSpec::new("raw")),
+                serializer_span.clone(),
+            ),
+        };
+        if let (Some(serializer), Some(record)) = (serializer_spec, record_spec) {
+            match deskbus_format::FormatRegistry::with_builtins().build_stack(&serializer, &record)
+            {
+                Ok(stack) => format.stack = Some(std::sync::Arc::new(stack)),
+                Err(e) => ctx.error(
+                    serializer_span.start..record_span.end.max(serializer_span.end),
+                    format!("[{}] format stack: {e}", t.name),
+                ),
+            }
+            for warning in deskbus_format::lint_stack(&serializer, &record) {
+                ctx.warning(record_span.clone(), format!("[{}]: {warning}", t.name));
+            }
+        }
+        if format.fields.is_none() {
+            format.fields = preset_fields.map(|f| f.iter().map(|s| s.to_string()).collect());
+        }
+    } else if let Some((_, span)) = record {
+        ctx.error(
+            span,
+            format!(
+                "[{}] has a `record` but no `serializer`; the record wraps the serializer's bytes",
+                t.name
+            ),
+        );
+    }
+    Some(format)
 }
 
 fn template(t: &Table<'_, '_, '_>, key: &'static str) -> Option<Template> {

@@ -246,6 +246,77 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
         }
     }
 
+    /// The value of `key` as JSON (strings interpolated), for handing a
+    /// sub-tree to a library's serde types. Returns the value's span too.
+    pub fn json(&self, key: &'static str) -> Option<(serde_json::Value, Range<usize>)> {
+        let value = self.raw(key)?;
+        Some((self.to_json(value), value.span()))
+    }
+
+    fn to_json(&self, value: &Spanned<DeValue<'_>>) -> serde_json::Value {
+        use serde_json::Value as J;
+        match value.get_ref() {
+            DeValue::String(text) => match interpolate(text, self.ctx.env) {
+                Ok(text) => J::String(text),
+                Err(message) => {
+                    self.ctx.error(value.span(), message);
+                    J::Null
+                }
+            },
+            DeValue::Integer(int) => {
+                i64::from_str_radix(int.as_str(), int.radix()).map_or(J::Null, J::from)
+            }
+            DeValue::Float(float) => float
+                .as_str()
+                .replace('_', "")
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(J::Null, J::Number),
+            DeValue::Boolean(b) => J::Bool(*b),
+            DeValue::Datetime(dt) => J::String(dt.to_string()),
+            DeValue::Array(items) => {
+                J::Array(items.iter().map(|item| self.to_json(item)).collect())
+            }
+            DeValue::Table(table) => J::Object(
+                table
+                    .iter()
+                    .map(|(k, v)| (k.get_ref().to_string(), self.to_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// String values of a table, e.g. `rename = { old = "new" }`.
+    pub fn string_map(&self, key: &'static str) -> Option<Vec<(String, Located<String>)>> {
+        let table = self.table(key)?;
+        let mut out = Vec::new();
+        for (k, v) in table.entries() {
+            match v.get_ref() {
+                DeValue::String(text) => match interpolate(text, self.ctx.env) {
+                    Ok(text) => out.push((
+                        k.get_ref().to_string(),
+                        Located {
+                            value: text,
+                            span: v.span(),
+                        },
+                    )),
+                    Err(message) => self.ctx.error(v.span(), message),
+                },
+                other => self.ctx.error(
+                    v.span(),
+                    format!(
+                        "`{}.{}` must be a string, found {}",
+                        table.name,
+                        k.get_ref(),
+                        other.type_str()
+                    ),
+                ),
+            }
+        }
+        Some(out)
+    }
+
     /// A secret given inline (`key`, interpolated) or read from a file (`key_file`).
     pub fn secret(&self, key: &'static str, file_key: &'static str) -> Option<Secret> {
         let inline = self.string(key);

@@ -2,7 +2,7 @@
 //! records each outcome. An entry leaves the spool only when the stream
 //! confirmed it (or it went to dead letters).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use crate::internal_events::{
     ComponentFailed, DeliveriesSucceeded, DeliveryDeadLettered, DeliveryRetried,
 };
 use crate::streams::{Delivery, DeliveryError, Stream};
+use crate::use_cases::format::UseCaseFormat;
 
 /// How often an idle dispatcher looks at the spool even without a wake-up:
 /// entries can also arrive from another process (`deskbus dlq retry`).
@@ -25,6 +26,8 @@ pub(super) struct Dispatcher {
     pub settings: StreamSettings,
     pub stream: Arc<dyn Stream>,
     pub spool: Spool,
+    /// Per use case; a use case missing here sends its payload unchanged.
+    pub formats: Arc<HashMap<String, Arc<UseCaseFormat>>>,
 }
 
 type BatchResult = (Vec<Entry>, Vec<Result<(), DeliveryError>>);
@@ -34,6 +37,12 @@ impl Dispatcher {
         let waker = self.spool.waker(&self.stream_id);
         let mut in_flight: HashSet<i64> = HashSet::new();
         let mut tasks: JoinSet<BatchResult> = JoinSet::new();
+        // Which entries each delivery task holds, to free them if it panics.
+        let mut held: HashMap<tokio::task::Id, Vec<i64>> = HashMap::new();
+        // Outcome commits under way. The loop does not wait for them: entries
+        // stay in flight (not fetched again) until their outcome is on disk,
+        // while the next batches are already being delivered.
+        let mut completions: JoinSet<Vec<i64>> = JoinSet::new();
         loop {
             let mut idle_for = IDLE_POLL;
             if !shutdown.is_triggered() {
@@ -53,18 +62,13 @@ impl Dispatcher {
                     if !entries.is_empty() {
                         in_flight.extend(entries.iter().map(|e| e.seq));
                         let stream = self.stream.clone();
-                        tasks.spawn(async move {
-                            let deliveries: Vec<Delivery> = entries
-                                .iter()
-                                .map(|e| Delivery {
-                                    event_id: e.event_id.clone(),
-                                    queue: e.queue.clone(),
-                                    payload: e.payload.clone(),
-                                })
-                                .collect();
-                            let results = stream.deliver(&deliveries).await;
+                        let formats = self.formats.clone();
+                        let seqs = entries.iter().map(|e| e.seq).collect();
+                        let task = tasks.spawn(async move {
+                            let results = deliver(&*stream, &formats, &entries).await;
                             (entries, results)
                         });
+                        held.insert(task.id(), seqs);
                     }
                     if !full {
                         if tasks.is_empty() {
@@ -73,18 +77,39 @@ impl Dispatcher {
                         break;
                     }
                 }
-            } else if tasks.is_empty() {
+            } else if tasks.is_empty() && completions.is_empty() {
                 return;
             }
             tokio::select! {
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
-                    Ok((entries, results)) => self.record(entries, results, &mut in_flight).await,
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
+                    Ok((id, (entries, results))) => {
+                        held.remove(&id);
+                        let outcomes = self.outcomes(&entries, results);
+                        let spool = self.spool.clone();
+                        let stream_id = self.stream_id.clone();
+                        completions.spawn(async move {
+                            if let Err(error) = spool.complete(outcomes).await {
+                                // Not recorded: the entries stay pending and are
+                                // delivered again (at least once), with the same ids.
+                                ComponentFailed { component: &stream_id, error: &error }.emit();
+                            }
+                            entries.into_iter().map(|e| e.seq).collect()
+                        });
+                    }
                     Err(join) => {
-                        // A panicking stream loses nothing: its entries stay in the
-                        // spool and are fetched again once this dispatcher restarts.
+                        // A panicking stream loses nothing: its entries stay in
+                        // the spool, and are freed here to be delivered again.
                         tracing::error!(stream = %self.stream_id, error = %join, "delivery task failed");
+                        for seq in held.remove(&join.id()).unwrap_or_default() {
+                            in_flight.remove(&seq);
+                        }
                     }
                 },
+                Some(Ok(seqs)) = completions.join_next(), if !completions.is_empty() => {
+                    for seq in seqs {
+                        in_flight.remove(&seq);
+                    }
+                }
                 _ = waker.notified() => {}
                 _ = tokio::time::sleep(idle_for) => {}
                 _ = shutdown.wait(), if !shutdown.is_triggered() => {}
@@ -118,12 +143,12 @@ impl Dispatcher {
         }
     }
 
-    async fn record(
+    /// What to record for each entry of a finished batch.
+    fn outcomes(
         &self,
-        entries: Vec<Entry>,
+        entries: &[Entry],
         results: Vec<Result<(), DeliveryError>>,
-        in_flight: &mut HashSet<i64>,
-    ) {
+    ) -> Vec<(i64, Outcome)> {
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut latencies = Vec::new();
@@ -151,18 +176,7 @@ impl Dispatcher {
             }
             .emit();
         }
-        if let Err(error) = self.spool.complete(outcomes).await {
-            // Not recorded: the entries stay pending and are delivered again
-            // (at least once), with the same event ids.
-            ComponentFailed {
-                component: &self.stream_id,
-                error: &error,
-            }
-            .emit();
-        }
-        for entry in &entries {
-            in_flight.remove(&entry.seq);
-        }
+        outcomes
     }
 
     fn failure_outcome(&self, entry: &Entry, error: DeliveryError, now: i64) -> Outcome {
@@ -218,6 +232,58 @@ impl Dispatcher {
         Outcome::Retry {
             error: reason,
             next_attempt_at: now + backoff_ms,
+        }
+    }
+}
+
+/// Shapes each entry with its use case's format, then hands the ones that
+/// could be shaped to the stream. A shaping error is permanent for that entry.
+async fn deliver(
+    stream: &dyn Stream,
+    formats: &HashMap<String, Arc<UseCaseFormat>>,
+    entries: &[Entry],
+) -> Vec<Result<(), DeliveryError>> {
+    let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); entries.len()];
+    let mut deliveries = Vec::with_capacity(entries.len());
+    let mut positions = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let format = formats.get(&entry.use_case).map(|f| &**f);
+        match shape(format, entry) {
+            Ok(payload) => {
+                deliveries.push(Delivery {
+                    event_id: entry.event_id.clone(),
+                    queue: entry.queue.clone(),
+                    payload,
+                    content_type: format
+                        .map_or("application/json", |f| f.content_type())
+                        .to_owned(),
+                });
+                positions.push(i);
+            }
+            Err(reason) => results[i] = Err(DeliveryError::permanent(reason)),
+        }
+    }
+    if !deliveries.is_empty() {
+        let delivered = stream.deliver(&deliveries).await;
+        for (n, i) in positions.into_iter().enumerate() {
+            results[i] = delivered.get(n).cloned().unwrap_or_else(|| {
+                Err(DeliveryError::retryable(
+                    "stream returned no result for this entry",
+                ))
+            });
+        }
+    }
+    results
+}
+
+fn shape(format: Option<&UseCaseFormat>, entry: &Entry) -> Result<Vec<u8>, String> {
+    match format {
+        None => Ok(entry.payload.clone()),
+        Some(format) if format.is_passthrough() => Ok(entry.payload.clone()),
+        Some(format) => {
+            let event: deskbus_event::Event = serde_json::from_slice(&entry.payload)
+                .map_err(|e| format!("spooled event is not readable: {e}"))?;
+            format.encode(&event)
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::internal_events::{ComponentFailed, SpoolDepth};
 use crate::sources::{self, SourceContext};
 use crate::streams::Stream;
 use crate::use_cases::Ingest;
+use crate::use_cases::format::UseCaseFormat;
 
 /// A receiver of the shutdown broadcast.
 #[derive(Clone)]
@@ -178,6 +179,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ));
     }
 
+    let formats: Arc<HashMap<String, Arc<UseCaseFormat>>> = Arc::new(
+        config
+            .use_cases
+            .iter()
+            .map(|(name, u)| (name.clone(), Arc::new(u.format.clone())))
+            .collect(),
+    );
     let mut stream_tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
     for (id, settings) in &config.streams {
         let task = dispatcher::Dispatcher {
@@ -185,6 +193,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             settings: settings.clone(),
             stream: streams[id].clone(),
             spool: spool.clone(),
+            formats: formats.clone(),
         };
         stream_tasks.push((
             format!("stream {id}"),

@@ -3,8 +3,12 @@
 //! be delivered. The dispatcher (in `runtime`) turns that into spool outcomes:
 //! an entry leaves the spool only when its stream confirmed it.
 
+#[cfg(feature = "beanstalk")]
+pub mod beanstalk;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod stdout;
 
 use std::future::Future;
@@ -19,31 +23,49 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A stream's validated options; see each stream's `config.rs`.
 #[derive(Debug, Clone)]
 pub enum StreamConfig {
+    #[cfg(feature = "beanstalk")]
+    Beanstalk(beanstalk::BeanstalkConfig),
     #[cfg(feature = "file")]
     File(file::FileConfig),
+    #[cfg(feature = "http")]
+    Http(http::HttpConfig),
     Stdout(stdout::StdoutConfig),
 }
 
 /// Stream types compiled into this binary.
 pub const STREAM_TYPES: &[&str] = &[
+    #[cfg(feature = "beanstalk")]
+    "beanstalk",
     #[cfg(feature = "file")]
     "file",
+    #[cfg(feature = "http")]
+    "http",
     "stdout",
 ];
 
 impl StreamConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "beanstalk")]
+            StreamConfig::Beanstalk(_) => "beanstalk",
             #[cfg(feature = "file")]
             StreamConfig::File(_) => "file",
+            #[cfg(feature = "http")]
+            StreamConfig::Http(_) => "http",
             StreamConfig::Stdout(_) => "stdout",
         }
     }
 
     pub(crate) fn build(&self) -> Result<Box<dyn Stream>, String> {
         Ok(match self {
+            #[cfg(feature = "beanstalk")]
+            StreamConfig::Beanstalk(config) => {
+                Box::new(beanstalk::BeanstalkStream::new(config.clone()))
+            }
             #[cfg(feature = "file")]
             StreamConfig::File(config) => Box::new(file::FileStream::new(config.clone())),
+            #[cfg(feature = "http")]
+            StreamConfig::Http(config) => Box::new(http::HttpStream::new(config.clone())?),
             StreamConfig::Stdout(config) => Box::new(stdout::StdoutStream::new(config.clone())),
         })
     }
@@ -52,8 +74,12 @@ impl StreamConfig {
 pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<StreamConfig> {
     let kind = component_type(t, "stream")?;
     match kind.value.as_str() {
+        #[cfg(feature = "beanstalk")]
+        "beanstalk" => beanstalk::BeanstalkConfig::from_table(t).map(StreamConfig::Beanstalk),
         #[cfg(feature = "file")]
         "file" => file::FileConfig::from_table(t).map(StreamConfig::File),
+        #[cfg(feature = "http")]
+        "http" => http::HttpConfig::from_table(t).map(StreamConfig::Http),
         "stdout" => stdout::StdoutConfig::from_table(t).map(StreamConfig::Stdout),
         other => {
             t.ctx
@@ -73,6 +99,8 @@ pub(crate) struct Delivery {
     pub queue: String,
     /// The bytes to send, already formatted.
     pub payload: Vec<u8>,
+    /// What the payload is, from the use case's format (`application/json`...).
+    pub content_type: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,7 +50,11 @@ pub struct UseCaseFormat {
 impl UseCaseFormat {
     /// True when the spooled bytes (the event's JSON) go out unchanged.
     pub fn is_passthrough(&self) -> bool {
-        self.fields.is_none() && self.rename.is_empty() && self.set.is_empty() && self.script.is_none() && self.stack.is_none()
+        self.fields.is_none()
+            && self.rename.is_empty()
+            && self.set.is_empty()
+            && self.script.is_none()
+            && self.stack.is_none()
     }
 
     /// The use case's view of the event's data, in column order.
@@ -64,9 +68,11 @@ impl UseCaseFormat {
             data = fields
                 .iter()
                 .map(|f| {
-                    let value = event.field(f).cloned().or_else(|| match (f.as_str(), &self.helpdesk_code) {
-                        ("helpdesk_code", Some(code)) => Some(Value::from(code.as_str())),
-                        _ => None,
+                    let value = event.field(f).cloned().or_else(|| {
+                        match (f.as_str(), &self.helpdesk_code) {
+                            ("helpdesk_code", Some(code)) => Some(Value::from(code.as_str())),
+                            _ => None,
+                        }
                     });
                     (f.clone(), value.unwrap_or(Value::Null))
                 })
@@ -82,7 +88,9 @@ impl UseCaseFormat {
             }
         }
         for (field, template) in &self.set {
-            let value = template.render(event).map_err(|e| format!("`set.{field}`: {e}"))?;
+            let value = template
+                .render(event)
+                .map_err(|e| format!("`set.{field}`: {e}"))?;
             data.insert(field.clone(), Value::String(value));
         }
         if let Some(script) = &self.script {
@@ -116,31 +124,160 @@ impl UseCaseFormat {
             ..RecordContext::default()
         };
         let tuple = Tuple::from(Value::Object(data));
-        stack.encode(&tuple, &ctx).map_err(|e| format!("format stack: {e}"))
+        stack
+            .encode(&tuple, &ctx)
+            .map_err(|e| format!("format stack: {e}"))
     }
 
     pub fn content_type(&self) -> &str {
-        self.stack.as_ref().map_or("application/json", |s| s.content_type())
+        self.stack
+            .as_ref()
+            .map_or("application/json", |s| s.content_type())
     }
 }
 
 /// The seed's use cases and one per other ticket event: the events each
 /// takes and its default fields, used when the config gives none.
 pub const PRESETS: &[(&str, &str, &[&str])] = &[
-    ("tickets_creation", "ticket.created", &["helpdesk_code", "datetime_complete", "department_id", "department_name", "helptopic_id", "helptopic_label"]),
-    ("tickets_message", "ticket.message", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "user_name", "user_email"]),
-    ("tickets_response", "ticket.response", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "agent_name"]),
-    ("tickets_internal_note", "ticket.note", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "agent_name"]),
-    ("tickets_assigned", "ticket.assigned", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "agent_name"]),
-    ("tickets_transferred", "ticket.transferred", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "previous_department_id", "previous_department_name"]),
-    ("tickets_edited", "ticket.edited", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "helptopic_id", "helptopic_label", "changed_fields"]),
-    ("tickets_closed", "ticket.closed", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "status_name"]),
-    ("tickets_reopened", "ticket.reopened", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name", "status_name"]),
-    ("tickets_deleted", "ticket.deleted", &["helpdesk_code", "datetime_complete", "ticket_id", "ticket_number", "department_id", "department_name"]),
+    (
+        "tickets_creation",
+        "ticket.created",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "department_id",
+            "department_name",
+            "helptopic_id",
+            "helptopic_label",
+        ],
+    ),
+    (
+        "tickets_message",
+        "ticket.message",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "user_name",
+            "user_email",
+        ],
+    ),
+    (
+        "tickets_response",
+        "ticket.response",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "agent_name",
+        ],
+    ),
+    (
+        "tickets_internal_note",
+        "ticket.note",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "agent_name",
+        ],
+    ),
+    (
+        "tickets_assigned",
+        "ticket.assigned",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "agent_name",
+        ],
+    ),
+    (
+        "tickets_transferred",
+        "ticket.transferred",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "previous_department_id",
+            "previous_department_name",
+        ],
+    ),
+    (
+        "tickets_edited",
+        "ticket.edited",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "helptopic_id",
+            "helptopic_label",
+            "changed_fields",
+        ],
+    ),
+    (
+        "tickets_closed",
+        "ticket.closed",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "status_name",
+        ],
+    ),
+    (
+        "tickets_reopened",
+        "ticket.reopened",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+            "status_name",
+        ],
+    ),
+    (
+        "tickets_deleted",
+        "ticket.deleted",
+        &[
+            "helpdesk_code",
+            "datetime_complete",
+            "ticket_id",
+            "ticket_number",
+            "department_id",
+            "department_name",
+        ],
+    ),
 ];
 
 pub fn preset(name: &str) -> Option<(&'static str, &'static [&'static str])> {
-    PRESETS.iter().find(|(n, _, _)| *n == name).map(|(_, event, fields)| (*event, *fields))
+    PRESETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, event, fields)| (*event, *fields))
 }
 
 #[cfg(test)]
@@ -150,10 +287,15 @@ mod tests {
     use serde_json::json;
 
     fn ticket() -> Event {
-        Event::new("osticket", "ticket.created", "o", json!({
-            "ticket_id": 7, "department_name": "Sales", "department_id": 3, "datetime_complete": "2024-01-02 03:04:05",
-            "helptopic_id": 11, "helptopic_label": "Report a Problem / Access Issue", "extra": true
-        }))
+        Event::new(
+            "osticket",
+            "ticket.created",
+            "o",
+            json!({
+                "ticket_id": 7, "department_name": "Sales", "department_id": 3, "datetime_complete": "2024-01-02 03:04:05",
+                "helptopic_id": 11, "helptopic_label": "Report a Problem / Access Issue", "extra": true
+            }),
+        )
     }
 
     #[test]
@@ -162,7 +304,9 @@ mod tests {
         let stack = FormatRegistry::with_builtins()
             .build_stack(
                 &FormatSpec::new("csv"),
-                &FormatSpec::new("kinesis").with("stream_name", "helpdesk").with("encoder", json!({"type": "base64"})),
+                &FormatSpec::new("kinesis")
+                    .with("stream_name", "helpdesk")
+                    .with("encoder", json!({"type": "base64"})),
             )
             .unwrap();
         let format = UseCaseFormat {
@@ -174,7 +318,9 @@ mod tests {
         let bytes = format.encode(&ticket()).unwrap();
         let record: Value = serde_json::from_slice(&bytes).unwrap();
         use base64::Engine as _;
-        let csv = base64::engine::general_purpose::STANDARD.decode(record["Data"].as_str().unwrap()).unwrap();
+        let csv = base64::engine::general_purpose::STANDARD
+            .decode(record["Data"].as_str().unwrap())
+            .unwrap();
         assert_eq!(
             String::from_utf8(csv).unwrap(),
             "ACME,\"2024-01-02 03:04:05\",3,Sales,11,\"Report a Problem / Access Issue\"\n"
@@ -185,20 +331,33 @@ mod tests {
     #[test]
     fn fields_rename_and_set_keep_column_order() {
         let format = UseCaseFormat {
-            fields: Some(vec!["department_name".into(), "ticket_id".into(), "missing".into()]),
+            fields: Some(vec![
+                "department_name".into(),
+                "ticket_id".into(),
+                "missing".into(),
+            ]),
             rename: vec![("department_name".into(), "dept".into())],
-            set: vec![("origin".into(), Template::parse("{@source}/{ticket_id}").unwrap())],
+            set: vec![(
+                "origin".into(),
+                Template::parse("{@source}/{ticket_id}").unwrap(),
+            )],
             ..UseCaseFormat::default()
         };
         let tuple = format.tuple(&ticket()).unwrap();
-        assert_eq!(Value::Object(tuple), json!({"dept": "Sales", "ticket_id": 7, "missing": null, "origin": "osticket/7"}));
+        assert_eq!(
+            Value::Object(tuple),
+            json!({"dept": "Sales", "ticket_id": 7, "missing": null, "origin": "osticket/7"})
+        );
         let keys: Vec<String> = format.tuple(&ticket()).unwrap().keys().cloned().collect();
         assert_eq!(keys, ["dept", "ticket_id", "missing", "origin"]);
     }
 
     #[test]
     fn without_a_stack_the_envelope_goes_out_with_shaped_data() {
-        let format = UseCaseFormat { fields: Some(vec!["ticket_id".into()]), ..UseCaseFormat::default() };
+        let format = UseCaseFormat {
+            fields: Some(vec!["ticket_id".into()]),
+            ..UseCaseFormat::default()
+        };
         let out: Value = serde_json::from_slice(&format.encode(&ticket()).unwrap()).unwrap();
         assert_eq!(out["data"], json!({"ticket_id": 7}));
         assert_eq!(out["name"], "ticket.created");

@@ -5,6 +5,9 @@
 //! (and the source's cursor) in one transaction. An event whose queue template
 //! names a missing field is committed straight to dead letters, with the reason.
 
+pub mod format;
+pub mod script;
+
 use std::sync::Arc;
 
 use deskbus_event::{Event, Template};
@@ -82,8 +85,8 @@ impl Ingest {
 
     fn routes_for<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Route> + 'a {
         self.routes.iter().filter(move |r| {
-            r.config.inputs.iter().any(|i| *i == event.source)
-                && (r.config.events.iter().any(|n| *n == event.name)
+            r.config.inputs.contains(&event.source)
+                && (r.config.events.contains(&event.name)
                     || r.config
                         .routing_keys
                         .iter()

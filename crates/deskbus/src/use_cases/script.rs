@@ -34,16 +34,23 @@ impl Script {
         engine.set_max_map_size(10_000);
         // No file or module access: scripts only shape data.
         engine.set_max_modules(0);
-        let ast = engine.compile(source).map_err(|e| format!("script does not compile: {e}"))?;
+        let ast = engine
+            .compile(source)
+            .map_err(|e| format!("script does not compile: {e}"))?;
         Ok(Script { engine, ast })
     }
 
     /// Runs the script on `data`. Rhai maps are sorted, so the result keeps
     /// the original column order for surviving fields and appends new ones.
-    pub fn run(&self, event: &Event, data: Map<String, Value>) -> Result<Map<String, Value>, String> {
+    pub fn run(
+        &self,
+        event: &Event,
+        data: Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
         let order: Vec<String> = data.keys().cloned().collect();
         let mut scope = Scope::new();
-        let dynamic = rhai::serde::to_dynamic(Value::Object(data)).map_err(|e| format!("script input: {e}"))?;
+        let dynamic = rhai::serde::to_dynamic(Value::Object(data))
+            .map_err(|e| format!("script input: {e}"))?;
         scope.push("data", dynamic);
         scope.push_constant("name", event.name.clone());
         scope.push_constant("routing_key", event.routing_key.clone());
@@ -54,8 +61,8 @@ impl Script {
             .run_ast_with_scope(&mut scope, &self.ast)
             .map_err(|e| format!("script failed: {e}"))?;
         let result: Dynamic = scope.get_value("data").ok_or("script removed `data`")?;
-        let Value::Object(mut changed) =
-            rhai::serde::from_dynamic::<Value>(&result).map_err(|e| format!("script output: {e}"))?
+        let Value::Object(mut changed) = rhai::serde::from_dynamic::<Value>(&result)
+            .map_err(|e| format!("script output: {e}"))?
         else {
             return Err("script left `data` not a map".into());
         };
@@ -77,7 +84,9 @@ mod tests {
 
     fn run(source: &str, data: Value) -> Result<Value, String> {
         let event = Event::new("s", "ticket.created", "o", data.clone());
-        let Value::Object(map) = data else { unreachable!() };
+        let Value::Object(map) = data else {
+            unreachable!()
+        };
         Script::compile(source)?.run(&event, map).map(Value::Object)
     }
 
@@ -88,16 +97,35 @@ mod tests {
             json!({"z": 1, "subject": "printer", "secret": "x", "a": 2}),
         )
         .unwrap();
-        assert_eq!(out, json!({"z": 1, "subject": "[ticket.created] printer", "a": 2, "priority": "high"}));
+        assert_eq!(
+            out,
+            json!({"z": 1, "subject": "[ticket.created] printer", "a": 2, "priority": "high"})
+        );
         let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["z", "subject", "a", "priority"]);
     }
 
     #[test]
     fn errors_and_runaways_are_errors_not_hangs() {
-        assert!(run("throw \"bad ticket\";", json!({})).unwrap_err().contains("bad ticket"));
-        assert!(run("loop {}", json!({})).unwrap_err().contains("script failed"));
-        assert!(run("data = 5;", json!({})).unwrap_err().contains("not a map"));
-        assert!(Script::compile("let x = ;").unwrap_err().contains("does not compile"));
+        assert!(
+            run("throw \"bad ticket\";", json!({}))
+                .unwrap_err()
+                .contains("bad ticket")
+        );
+        assert!(
+            run("loop {}", json!({}))
+                .unwrap_err()
+                .contains("script failed")
+        );
+        assert!(
+            run("data = 5;", json!({}))
+                .unwrap_err()
+                .contains("not a map")
+        );
+        assert!(
+            Script::compile("let x = ;")
+                .unwrap_err()
+                .contains("does not compile")
+        );
     }
 }

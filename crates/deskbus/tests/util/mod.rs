@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deskbus");
 
+/// reqwest is built without a TLS crypto provider (ring is installed by the
+/// code that needs it), so test clients install it too.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -68,6 +79,22 @@ queue = "tickets"
         data = dir.join("data").display(),
         out = dir.join("out").display(),
     )
+}
+
+/// A temporary directory and deskbus running [`webhook_to_file_config`] in it.
+pub fn start_webhook_to_file(
+    web_extra: &str,
+    stream_extra: &str,
+    extra: &str,
+) -> (tempfile::TempDir, Deskbus) {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, web) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let config = webhook_to_file_config(dir.path(), admin, web, web_extra, stream_extra, extra);
+    let bus = Deskbus::start(dir.path(), &config, admin, web);
+    (dir, bus)
 }
 
 impl Deskbus {

@@ -4,7 +4,8 @@ use crate::config::walker::Table;
 
 /// `[streams.X]` `type = "file"`
 ///
-/// Appends one event per line to files on local disk.
+/// Appends one event per line to files on local disk: each payload, then a
+/// newline unless the payload already ends with one (NDJSON with `lf`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileConfig {
     /// The file to append to. `{queue}` is replaced by the use case's queue,

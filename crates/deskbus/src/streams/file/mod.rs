@@ -52,7 +52,10 @@ impl Stream for FileStream {
                     Ok(path) => {
                         let (bytes, members) = by_path.entry(path).or_default();
                         bytes.extend_from_slice(&delivery.payload);
-                        bytes.push(b'\n');
+                        // NDJSON payloads carry their own terminator.
+                        if delivery.payload.last() != Some(&b'\n') {
+                            bytes.push(b'\n');
+                        }
                         members.push(i);
                     }
                     Err(error) => results[i] = Err(error),
@@ -125,6 +128,7 @@ mod tests {
         Delivery {
             event_id: "id".into(),
             queue: queue.into(),
+            content_type: "application/json".into(),
             payload: payload.as_bytes().to_vec(),
         }
     }

@@ -1,0 +1,151 @@
+//! The beanstalk stream's I/O: a few connections, each remembering the tube
+//! it `use`s, replaced whenever one breaks.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use deskbus_beanstalk::{Connection, Error, Job, Put};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// A server that does not accept within this long is as good as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the replies of one pipelined group. beanstalkd answers
+/// a put in microseconds; this only bounds a server that hangs.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) struct Pool {
+    address: String,
+    slots: Vec<Mutex<Option<Slot>>>,
+    next: AtomicUsize,
+}
+
+pub(super) struct Slot {
+    conn: Connection,
+    /// The tube this connection `use`s; `default` on a new connection.
+    using: String,
+}
+
+pub(super) type Checkout<'a> = MutexGuard<'a, Option<Slot>>;
+
+impl Pool {
+    pub(super) fn new(address: String, size: usize) -> Pool {
+        Pool {
+            address,
+            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A free connection slot, or the next one in turn once it is free.
+    /// Holding the guard gives exclusive use: replies on a connection must
+    /// be read by whoever sent the commands.
+    pub(super) async fn checkout(&self) -> Checkout<'_> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        for i in 0..self.slots.len() {
+            if let Ok(guard) = self.slots[(start + i) % self.slots.len()].try_lock() {
+                return guard;
+            }
+        }
+        self.slots[start].lock().await
+    }
+
+    /// A new connection, for a health check that must not wait on deliveries.
+    pub(super) async fn connect(&self) -> Result<Connection, Error> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(self.address.as_str()))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connect {
+                address: self.address.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {CONNECT_TIMEOUT:?}"),
+                ),
+            }),
+        }
+    }
+
+    /// Puts `jobs` into `tube` as one pipeline on the checked-out
+    /// connection, connecting (and `use`-ing the tube) as needed. One result
+    /// per job, in order.
+    ///
+    /// A pooled connection may have died since it was last used (a server
+    /// restart); if it fails before answering anything, the group is sent
+    /// once more on a new connection rather than waiting for a retry.
+    pub(super) async fn put(
+        &self,
+        slot: &mut Checkout<'_>,
+        tube: &str,
+        jobs: &[Job<'_>],
+    ) -> Vec<Result<Put, Error>> {
+        let reused = slot.is_some();
+        let results = self.put_once(slot, tube, jobs).await;
+        // Only a dead socket counts: a server that answered (even with a
+        // refusal) was alive and would answer the same again, and one that
+        // hung has had its time already.
+        let nothing_answered = match results.first() {
+            Some(Err(Error::Io(e))) => e.kind() != std::io::ErrorKind::TimedOut,
+            Some(Err(Error::Closed | Error::Broken)) => true,
+            _ => false,
+        };
+        if reused && nothing_answered {
+            tracing::debug!(address = %self.address, "pooled connection failed; reconnecting");
+            return self.put_once(slot, tube, jobs).await;
+        }
+        results
+    }
+
+    async fn put_once(
+        &self,
+        slot: &mut Checkout<'_>,
+        tube: &str,
+        jobs: &[Job<'_>],
+    ) -> Vec<Result<Put, Error>> {
+        let all = |error: Error| {
+            let mut results = vec![Err(error)];
+            results.resize_with(jobs.len(), || Err(Error::Aborted));
+            results
+        };
+        if slot.as_ref().is_none_or(|s| s.conn.is_broken()) {
+            match self.connect().await {
+                Ok(conn) => {
+                    **slot = Some(Slot {
+                        conn,
+                        using: "default".into(),
+                    })
+                }
+                Err(error) => {
+                    **slot = None;
+                    return all(error);
+                }
+            }
+        }
+        let Some(s) = slot.as_mut() else {
+            return all(Error::Broken);
+        };
+        let outcome = tokio::time::timeout(REPLY_TIMEOUT, async {
+            // The tube in use is per connection, and a new connection starts
+            // at `default`: `use` again whenever it is not ours.
+            if s.using != tube {
+                s.conn.use_tube(tube).await?;
+                s.using = tube.to_owned();
+            }
+            Ok::<_, Error>(s.conn.put_many(jobs).await)
+        })
+        .await;
+        let results = match outcome {
+            Ok(Ok(results)) => results,
+            Ok(Err(error)) => all(error),
+            Err(_) => all(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no reply from beanstalkd within {REPLY_TIMEOUT:?}"),
+            ))),
+        };
+        // A timeout dropped the pipeline mid-request, which the client
+        // records as broken too.
+        if slot.as_ref().is_none_or(|s| s.conn.is_broken()) {
+            **slot = None;
+        }
+        results
+    }
+}

@@ -1,0 +1,224 @@
+//! `type = "http"`: POST to an HTTP endpoint.
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use config::{HttpAuth, HttpConfig, HttpMode};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{BoxFuture, Delivery, DeliveryError, Stream};
+
+pub(crate) struct HttpStream {
+    config: HttpConfig,
+    client: reqwest::Client,
+}
+
+impl HttpStream {
+    pub(crate) fn new(config: HttpConfig) -> Result<HttpStream, String> {
+        // reqwest is built without a crypto provider so that ring is the only
+        // one in the graph; install it (idempotent) before the first client.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("header {name:?}: {e}"))?;
+            let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
+            headers.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .user_agent(concat!("deskbus/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build http client: {e}"))?;
+        Ok(HttpStream { config, client })
+    }
+
+    fn url_for(&self, queue: &str) -> String {
+        self.config.url.replace("{queue}", &percent_encode(queue))
+    }
+
+    /// One request body for `members` of `batch`, in the configured batch mode.
+    fn batch_body(&self, batch: &[Delivery], members: &[usize]) -> (&'static str, Vec<u8>) {
+        let mut body = Vec::new();
+        if self.config.mode == HttpMode::Ndjson {
+            for &i in members {
+                body.extend_from_slice(&batch[i].payload);
+                if batch[i].payload.last() != Some(&b'\n') {
+                    body.push(b'\n');
+                }
+            }
+            return ("application/x-ndjson", body);
+        }
+        body.push(b'[');
+        for (n, &i) in members.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(batch[i].payload.trim_ascii_end());
+        }
+        body.push(b']');
+        ("application/json", body)
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        content_type: &str,
+        idempotency_key: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(), DeliveryError> {
+        let mut request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request = match &self.config.auth {
+            Some(HttpAuth::Bearer(token)) => request.bearer_auth(token.expose()),
+            Some(HttpAuth::Basic { user, password }) => {
+                request.basic_auth(user, Some(password.expose()))
+            }
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| {
+            DeliveryError::retryable(format!("cannot reach {url}: {}", error_chain(&e)))
+        })?;
+        classify(response).await
+    }
+}
+
+/// 2xx delivered; 408, 429 and 5xx retried; other statuses are permanent.
+async fn classify(response: reqwest::Response) -> Result<(), DeliveryError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.text().await.unwrap_or_default();
+    let snippet: String = body.chars().take(200).collect();
+    let reason = format!("http {status}: {snippet}");
+    match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
+            Err(DeliveryError::Retryable {
+                reason,
+                retry_after,
+            })
+        }
+        s if s.is_server_error() => Err(DeliveryError::Retryable {
+            reason,
+            retry_after,
+        }),
+        _ => Err(DeliveryError::permanent(reason)),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), so a
+/// queue can never change the URL's structure.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Stream for HttpStream {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [Delivery],
+    ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+        Box::pin(async move {
+            if self.config.mode == HttpMode::Single {
+                let mut results = Vec::with_capacity(batch.len());
+                // Sequential within a batch: the dispatcher already runs
+                // `concurrency` batches at once, and order within a key holds.
+                for d in batch {
+                    let url = self.url_for(&d.queue);
+                    results.push(
+                        self.send(&url, &d.content_type, Some(&d.event_id), d.payload.clone())
+                            .await,
+                    );
+                }
+                return results;
+            }
+            let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
+            let mut by_url: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, d) in batch.iter().enumerate() {
+                by_url.entry(self.url_for(&d.queue)).or_default().push(i);
+            }
+            for (url, members) in by_url {
+                let (content_type, body) = self.batch_body(batch, &members);
+                match self.send(&url, content_type, None, body).await {
+                    Ok(()) => {}
+                    // A 4xx for a batch does not say which event was refused:
+                    // send each one alone, so only the poison ones go to dead
+                    // letters and the rest is delivered.
+                    Err(DeliveryError::Permanent { .. }) if members.len() > 1 => {
+                        for i in members {
+                            let (content_type, body) = self.batch_body(batch, &[i]);
+                            results[i] = self.send(&url, content_type, None, body).await;
+                        }
+                    }
+                    Err(error) => {
+                        for i in members {
+                            results[i] = Err(error.clone());
+                        }
+                    }
+                }
+            }
+            results
+        })
+    }
+
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            // Any answer means the endpoint is reachable; a HEAD is harmless.
+            let url = self.url_for("healthcheck");
+            self.client
+                .head(&url)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_cannot_change_the_url() {
+        assert_eq!(percent_encode("tickets"), "tickets");
+        assert_eq!(percent_encode("a/b?c=d#e f"), "a%2Fb%3Fc%3Dd%23e%20f");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+}
