@@ -10,9 +10,12 @@ const SOURCES: &[&str] = &[
     "src/use_cases/format.rs",
     "src/sources/webhook/config.rs",
     "src/sources/demo/config.rs",
+    "src/streams/amqp/config.rs",
     "src/streams/beanstalk/config.rs",
     "src/streams/file/config.rs",
     "src/streams/http/config.rs",
+    "src/streams/kinesis/config.rs",
+    "src/streams/nats/config.rs",
     "src/streams/stdout/config.rs",
     "../deskbus-format/src/spec.rs",
 ];

@@ -3,12 +3,18 @@
 //! be delivered. The dispatcher (in `runtime`) turns that into spool outcomes:
 //! an entry leaves the spool only when its stream confirmed it.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg(feature = "beanstalk")]
 pub mod beanstalk;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod stdout;
 
 use std::future::Future;
@@ -23,41 +29,67 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A stream's validated options; see each stream's `config.rs`.
 #[derive(Debug, Clone)]
 pub enum StreamConfig {
+    #[cfg(feature = "amqp")]
+    Amqp(amqp::AmqpConfig),
     #[cfg(feature = "beanstalk")]
     Beanstalk(beanstalk::BeanstalkConfig),
     #[cfg(feature = "file")]
     File(file::FileConfig),
     #[cfg(feature = "http")]
     Http(http::HttpConfig),
+    #[cfg(feature = "kinesis")]
+    KinesisFirehose(kinesis::KinesisConfig),
+    #[cfg(feature = "kinesis")]
+    KinesisStreams(kinesis::KinesisConfig),
+    #[cfg(feature = "nats")]
+    Nats(nats::NatsConfig),
     Stdout(stdout::StdoutConfig),
 }
 
 /// Stream types compiled into this binary.
 pub const STREAM_TYPES: &[&str] = &[
+    #[cfg(feature = "amqp")]
+    "amqp",
     #[cfg(feature = "beanstalk")]
     "beanstalk",
     #[cfg(feature = "file")]
     "file",
     #[cfg(feature = "http")]
     "http",
+    #[cfg(feature = "kinesis")]
+    "kinesis_firehose",
+    #[cfg(feature = "kinesis")]
+    "kinesis_streams",
+    #[cfg(feature = "nats")]
+    "nats",
     "stdout",
 ];
 
 impl StreamConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "amqp")]
+            StreamConfig::Amqp(_) => "amqp",
             #[cfg(feature = "beanstalk")]
             StreamConfig::Beanstalk(_) => "beanstalk",
             #[cfg(feature = "file")]
             StreamConfig::File(_) => "file",
             #[cfg(feature = "http")]
             StreamConfig::Http(_) => "http",
+            #[cfg(feature = "kinesis")]
+            StreamConfig::KinesisFirehose(_) => "kinesis_firehose",
+            #[cfg(feature = "kinesis")]
+            StreamConfig::KinesisStreams(_) => "kinesis_streams",
+            #[cfg(feature = "nats")]
+            StreamConfig::Nats(_) => "nats",
             StreamConfig::Stdout(_) => "stdout",
         }
     }
 
     pub(crate) fn build(&self) -> Result<Box<dyn Stream>, String> {
         Ok(match self {
+            #[cfg(feature = "amqp")]
+            StreamConfig::Amqp(config) => Box::new(amqp::AmqpStream::new(config.clone())?),
             #[cfg(feature = "beanstalk")]
             StreamConfig::Beanstalk(config) => {
                 Box::new(beanstalk::BeanstalkStream::new(config.clone()))
@@ -66,6 +98,16 @@ impl StreamConfig {
             StreamConfig::File(config) => Box::new(file::FileStream::new(config.clone())),
             #[cfg(feature = "http")]
             StreamConfig::Http(config) => Box::new(http::HttpStream::new(config.clone())?),
+            #[cfg(feature = "kinesis")]
+            StreamConfig::KinesisFirehose(config) => {
+                Box::new(kinesis::KinesisStream::new(kinesis::Service::Firehose, config.clone())?)
+            }
+            #[cfg(feature = "kinesis")]
+            StreamConfig::KinesisStreams(config) => {
+                Box::new(kinesis::KinesisStream::new(kinesis::Service::DataStreams, config.clone())?)
+            }
+            #[cfg(feature = "nats")]
+            StreamConfig::Nats(config) => Box::new(nats::NatsStream::new(config.clone())?),
             StreamConfig::Stdout(config) => Box::new(stdout::StdoutStream::new(config.clone())),
         })
     }
@@ -74,12 +116,22 @@ impl StreamConfig {
 pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<StreamConfig> {
     let kind = component_type(t, "stream")?;
     match kind.value.as_str() {
+        #[cfg(feature = "amqp")]
+        "amqp" => amqp::AmqpConfig::from_table(t).map(StreamConfig::Amqp),
         #[cfg(feature = "beanstalk")]
         "beanstalk" => beanstalk::BeanstalkConfig::from_table(t).map(StreamConfig::Beanstalk),
         #[cfg(feature = "file")]
         "file" => file::FileConfig::from_table(t).map(StreamConfig::File),
         #[cfg(feature = "http")]
         "http" => http::HttpConfig::from_table(t).map(StreamConfig::Http),
+        #[cfg(feature = "kinesis")]
+        "kinesis_firehose" => kinesis::KinesisConfig::from_table(t, kinesis::Service::Firehose)
+            .map(StreamConfig::KinesisFirehose),
+        #[cfg(feature = "kinesis")]
+        "kinesis_streams" => kinesis::KinesisConfig::from_table(t, kinesis::Service::DataStreams)
+            .map(StreamConfig::KinesisStreams),
+        #[cfg(feature = "nats")]
+        "nats" => nats::NatsConfig::from_table(t).map(StreamConfig::Nats),
         "stdout" => stdout::StdoutConfig::from_table(t).map(StreamConfig::Stdout),
         other => {
             t.ctx
