@@ -190,3 +190,20 @@ fn every_example_checks() {
     }
     assert!(checked >= 1, "no example found in {examples}");
 }
+
+/// A constant queue is checked against its stream's naming rules.
+#[test]
+fn constant_queues_follow_the_stream_naming_rules() {
+    let text = VALID
+        .replace("type = \"file\"\npath = \"./o/{queue}.ndjson\"", "type = \"beanstalk\"")
+        .replace("queue = \"tickets\"", "queue = \"-tickets\"");
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("c.toml:16:1: `use_cases.t.queue`: tube name \"-tickets\" must not start with '-'"),
+        "{stderr}"
+    );
+    // A templated queue is checked per event instead.
+    let (code, _, stderr) = check(&text.replace("queue = \"-tickets\"", "queue = \"t.{x}\""));
+    assert_eq!(code, 0, "{stderr}");
+}
