@@ -326,15 +326,17 @@ impl Spool {
     /// count reset and their event id kept. Returns how many moved.
     pub async fn retry_dead_letters(&self, which: DeadLetterSelector) -> Result<u64, SpoolError> {
         let (tx, rx) = oneshot::channel();
+        let one = single(&which);
         self.send(Command::RetryDead { which, reply: tx })?;
-        rx.await.map_err(|_| SpoolError::Closed)?
+        found(one, rx.await.map_err(|_| SpoolError::Closed)??)
     }
 
     /// Deletes dead letters. Returns how many were dropped.
     pub async fn drop_dead_letters(&self, which: DeadLetterSelector) -> Result<u64, SpoolError> {
         let (tx, rx) = oneshot::channel();
+        let one = single(&which);
         self.send(Command::DropDead { which, reply: tx })?;
-        rx.await.map_err(|_| SpoolError::Closed)?
+        found(one, rx.await.map_err(|_| SpoolError::Closed)??)
     }
 
     async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), SpoolError> {
@@ -523,6 +525,21 @@ impl Drop for Inner {
         if let Some(handle) = lock(&self.writer).take() {
             let _ = handle.join();
         }
+    }
+}
+
+fn single(which: &DeadLetterSelector) -> Option<i64> {
+    match which {
+        DeadLetterSelector::One(id) => Some(*id),
+        _ => None,
+    }
+}
+
+/// A command on one named dead letter that touched none names a wrong id.
+fn found(one: Option<i64>, count: u64) -> Result<u64, SpoolError> {
+    match (one, count) {
+        (Some(id), 0) => Err(SpoolError::NoSuchDeadLetter(id)),
+        _ => Ok(count),
     }
 }
 

@@ -37,9 +37,39 @@ pub struct WriterStats {
     pub commands: AtomicU64,
 }
 
+/// A command's reply, held until the group's transaction has committed.
 enum Pending {
-    Unit(Reply),
-    Count(oneshot::Sender<Result<u64, SpoolError>>, u64),
+    Unit(Reply, Result<(), String>),
+    Count(
+        oneshot::Sender<Result<u64, SpoolError>>,
+        Result<u64, String>,
+    ),
+}
+
+impl Pending {
+    /// Sends the command's own result, or `commit_error` when the group's
+    /// commit failed (then nothing of the group is on disk).
+    fn answer(self, commit_error: Option<&str>) {
+        let fail = |own: String| SpoolError::Commit(commit_error.map_or(own, str::to_owned));
+        match self {
+            Pending::Unit(reply, result) => {
+                let result = match (commit_error, result) {
+                    (None, Ok(())) => Ok(()),
+                    (_, Err(own)) => Err(fail(own)),
+                    (Some(_), Ok(())) => Err(fail(String::new())),
+                };
+                let _ = reply.send(result);
+            }
+            Pending::Count(reply, result) => {
+                let result = match (commit_error, result) {
+                    (None, Ok(n)) => Ok(n),
+                    (_, Err(own)) => Err(fail(own)),
+                    (Some(_), Ok(_)) => Err(fail(String::new())),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
 }
 
 pub(crate) fn run(
@@ -61,18 +91,14 @@ pub(crate) fn run(
         stats
             .commands
             .fetch_add(group.len() as u64, Ordering::Relaxed);
-        let mut pending = Vec::with_capacity(group.len());
         let mut woken = BTreeSet::new();
-        let result = apply_group(&mut conn, group, &mut pending, &mut woken);
+        let (pending, committed) = apply_group(&mut conn, group, &mut woken);
         stats.commits.fetch_add(1, Ordering::Relaxed);
-        match result {
+        match committed {
             Ok(()) => {
                 wake(&woken);
                 for p in pending {
-                    match p {
-                        Pending::Unit(reply) => drop(reply.send(Ok(()))),
-                        Pending::Count(reply, n) => drop(reply.send(Ok(n))),
-                    }
+                    p.answer(None);
                 }
             }
             Err(error) => {
@@ -80,14 +106,7 @@ pub(crate) fn run(
                 // committed, so everybody hears the failure.
                 let message = error_chain(&error);
                 for p in pending {
-                    match p {
-                        Pending::Unit(reply) => {
-                            drop(reply.send(Err(SpoolError::Commit(message.clone()))))
-                        }
-                        Pending::Count(reply, _) => {
-                            drop(reply.send(Err(SpoolError::Commit(message.clone()))))
-                        }
-                    }
+                    p.answer(Some(&message));
                 }
             }
         }
@@ -105,40 +124,79 @@ fn error_chain(error: &rusqlite::Error) -> String {
     text
 }
 
+/// Runs each command in its own savepoint inside one transaction: a command
+/// that fails (say, a payload over SQLite's size limit) is rolled back and
+/// answered alone, and the rest of the group still commits together.
 fn apply_group(
     conn: &mut Connection,
     group: Vec<Command>,
-    pending: &mut Vec<Pending>,
     woken: &mut BTreeSet<String>,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+) -> (Vec<Pending>, rusqlite::Result<()>) {
+    let mut pending = Vec::with_capacity(group.len());
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(error) => {
+            let message = error_chain(&error);
+            for command in group {
+                let p = match command {
+                    Command::Append { reply, .. } | Command::Complete { reply, .. } => {
+                        Pending::Unit(reply, Ok(()))
+                    }
+                    Command::RetryDead { reply, .. } | Command::DropDead { reply, .. } => {
+                        Pending::Count(reply, Ok(0))
+                    }
+                };
+                p.answer(Some(&message));
+            }
+            return (Vec::new(), Ok(()));
+        }
+    };
     let now = now_ms();
     for command in group {
-        match command {
+        let mut own_woken = BTreeSet::new();
+        let mut savepoint =
+            |work: &mut dyn FnMut(&Connection, &mut BTreeSet<String>) -> rusqlite::Result<u64>| {
+                let sp = tx.savepoint()?;
+                let n = work(&sp, &mut own_woken)?;
+                sp.commit()?;
+                Ok::<u64, rusqlite::Error>(n)
+            };
+        let p = match command {
             Command::Append { batch, reply } => {
-                append(&tx, &batch, now, woken)?;
-                pending.push(Pending::Unit(reply));
+                let r = savepoint(&mut |c, w| append(c, &batch, now, w).map(|()| 0));
+                Pending::Unit(reply, r.map(drop).map_err(|e| error_chain(&e)))
             }
             Command::Complete { outcomes, reply } => {
-                complete(&tx, &outcomes, now, woken)?;
-                pending.push(Pending::Unit(reply));
+                let r = savepoint(&mut |c, w| complete(c, &outcomes, now, w).map(|()| 0));
+                Pending::Unit(reply, r.map(drop).map_err(|e| error_chain(&e)))
             }
             Command::RetryDead { which, reply } => {
-                let n = retry_dead(&tx, &which, now, woken)?;
-                pending.push(Pending::Count(reply, n));
+                let r = savepoint(&mut |c, w| retry_dead(c, &which, now, w));
+                Pending::Count(reply, r.map_err(|e| error_chain(&e)))
             }
             Command::DropDead { which, reply } => {
-                let (clause, arg) = selector(&which);
-                let n = tx.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])?;
-                pending.push(Pending::Count(reply, n as u64));
+                let r = savepoint(&mut |c, _| {
+                    let (clause, arg) = selector(&which);
+                    Ok(
+                        c.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])?
+                            as u64,
+                    )
+                });
+                Pending::Count(reply, r.map_err(|e| error_chain(&e)))
             }
+        };
+        let succeeded = matches!(&p, Pending::Unit(_, Ok(())) | Pending::Count(_, Ok(_)));
+        if succeeded {
+            woken.extend(own_woken);
         }
+        pending.push(p);
     }
-    tx.commit()
+    let committed = tx.commit();
+    (pending, committed)
 }
 
 fn append(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     batch: &AppendBatch,
     now: i64,
     woken: &mut BTreeSet<String>,
@@ -174,7 +232,7 @@ fn append(
 }
 
 fn insert_dead(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     e: &NewEntry,
     enqueued_at: i64,
     now: i64,
@@ -193,7 +251,7 @@ fn insert_dead(
 }
 
 fn complete(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     outcomes: &[(i64, Outcome)],
     now: i64,
     woken: &mut BTreeSet<String>,
@@ -248,7 +306,7 @@ fn selector(which: &DeadLetterSelector) -> (&'static str, rusqlite::types::Value
 }
 
 fn retry_dead(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     which: &DeadLetterSelector,
     now: i64,
     woken: &mut BTreeSet<String>,
@@ -269,7 +327,7 @@ fn retry_dead(
         &format!(
             "INSERT OR IGNORE INTO entries
                 (stream, use_case, queue, order_key, event_id, payload, enqueued_at, next_attempt_at)
-             SELECT stream, use_case, queue, order_key, event_id, payload, enqueued_at, ?2
+             SELECT stream, use_case, queue, order_key, event_id, payload, ?2, ?2
              FROM dead_letters WHERE {clause} ORDER BY id"
         ),
         params![arg, now],

@@ -195,12 +195,17 @@ fn every_example_checks() {
 #[test]
 fn constant_queues_follow_the_stream_naming_rules() {
     let text = VALID
-        .replace("type = \"file\"\npath = \"./o/{queue}.ndjson\"", "type = \"beanstalk\"")
+        .replace(
+            "type = \"file\"\npath = \"./o/{queue}.ndjson\"",
+            "type = \"beanstalk\"",
+        )
         .replace("queue = \"tickets\"", "queue = \"-tickets\"");
     let (code, _, stderr) = check(&text);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("c.toml:16:1: `use_cases.t.queue`: tube name \"-tickets\" must not start with '-'"),
+        stderr.contains(
+            "c.toml:16:1: `use_cases.t.queue`: tube name \"-tickets\" must not start with '-'"
+        ),
         "{stderr}"
     );
     // A templated queue is checked per event instead.

@@ -258,6 +258,7 @@ async fn bad_input_is_refused_with_reasons() {
 /// keeps flowing; the DLQ commands list, show, retry and drop it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_events_go_to_dead_letters() {
+    // `mut`: the test fixes the config and restarts deskbus halfway.
     let extra = r#"
 [use_cases.by_department]
 inputs = ["web"]
@@ -265,7 +266,7 @@ events = ["dept.event"]
 stream = "out"
 queue = "dept-{department}"
 "#;
-    let (dir, bus) = start_webhook_to_file("", "", extra);
+    let (dir, mut bus) = start_webhook_to_file("", "", extra);
     let client = client();
     let (missing, escaping, fine) = (uuid7(), uuid7(), uuid7());
     let batch = json!([
@@ -334,16 +335,40 @@ queue = "dept-{department}"
             list.contains("2 dead letters") && list.contains(&escaping)
         },
     );
-    let (code, said, _) = bus.cli(&["dlq", "drop", "--all"]);
-    assert_eq!((code, said.trim()), (0, "2 dead letters dropped"));
-    let (_, stats, _) = bus.cli(&["spool", "stats"]);
-    assert!(stats.contains("out"), "{stats}");
     assert!(
         bus.metric(
             "deskbus_stream_dead_lettered_events_total",
             "stream=\"out\""
         ) >= 2.0
     );
+    // The operator fixes the template and replays: the event refused at
+    // routing gets its queue from the config in force now.
+    assert_eq!(bus.terminate().code(), Some(0));
+    let fixed = std::fs::read_to_string(&bus.config)
+        .unwrap()
+        .replace("dept-{department}", "dept-{department:-none}");
+    std::fs::write(&bus.config, fixed).unwrap();
+    bus.spawn();
+    let missing_dl = id_of(&missing);
+    let (code, said, _) = bus.cli(&["dlq", "retry", &missing_dl]);
+    assert_eq!(
+        (code, said.trim()),
+        (0, "1 dead letter moved back to the spool")
+    );
+    let replayed = dir.path().join("out/dept-none.ndjson");
+    wait_for(Duration::from_secs(20), "the replayed event", || {
+        delivered_ids(&replayed) == vec![missing.clone()]
+    });
+    let (code, _, stderr) = bus.cli(&["dlq", "retry", &missing_dl]);
+    assert_eq!(code, 1, "an unknown id is an error");
+    assert!(
+        stderr.contains(&format!("no dead letter with id {missing_dl}")),
+        "{stderr}"
+    );
+    let (code, said, _) = bus.cli(&["dlq", "drop", "--all"]);
+    assert_eq!((code, said.trim()), (0, "1 dead letter dropped"));
+    let (_, stats, _) = bus.cli(&["spool", "stats"]);
+    assert!(stats.contains("out"), "{stats}");
 }
 
 /// SIGTERM stops deskbus cleanly and quickly.

@@ -479,19 +479,30 @@ fn parse_use_case(
     });
     // A constant queue can be checked against the stream's naming rules now;
     // a templated one is checked per event (a bad name goes to dead letters).
-    if let (Some(queue), Some(stream)) = (&queue, stream.as_ref().and_then(|s| streams.get(&s.value))) {
+    if let (Some(queue), Some(stream)) =
+        (&queue, stream.as_ref().and_then(|s| streams.get(&s.value)))
+    {
         let rule: Option<fn(&str) -> Result<(), String>> = match stream.config.type_name() {
             "beanstalk" => Some(names::check_beanstalk_tube),
             "kinesis_firehose" => Some(names::check_firehose_stream),
             "kinesis_streams" => Some(names::check_kinesis_stream),
             _ => None,
         };
-        if let Some(Err(reason)) = rule.filter(|_| queue.is_constant()).map(|check| check(queue.as_str())) {
-            ctx.error(t.key_span("queue"), format!("`{}`: {reason}", t.path("queue")));
+        if let Some(Err(reason)) = rule
+            .filter(|_| queue.is_constant())
+            .map(|check| check(queue.as_str()))
+        {
+            ctx.error(
+                t.key_span("queue"),
+                format!("`{}`: {reason}", t.path("queue")),
+            );
         }
     }
     let order_key = template(t, "order_key");
-    let format = parse_format(t, preset.map(|(_, fields)| fields), general);
+    let format = parse_format(t, preset.map(|(_, fields)| fields), general).map(|mut f| {
+        f.queue = queue.clone();
+        f
+    });
     Some(UseCaseConfig {
         inputs: inputs.into_iter().map(|i| i.value).collect(),
         events: events.into_iter().map(|e| e.value).collect(),

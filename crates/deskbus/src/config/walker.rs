@@ -329,9 +329,21 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
                 );
                 None
             }
+            // An empty secret (an unset-but-defined variable, an empty file)
+            // would make an HMAC anyone can compute: refuse it.
+            (Some(inline), None) if inline.value.is_empty() => {
+                self.ctx
+                    .error(inline.span, format!("`{}` is empty", self.path(key)));
+                None
+            }
             (Some(inline), None) => Some(Secret::new(inline.value)),
             (None, Some(file)) => match std::fs::read_to_string(&file.value) {
                 // A trailing newline is almost always an editor's, not part of the secret.
+                Ok(text) if text.trim_end_matches(['\n', '\r']).is_empty() => {
+                    self.ctx
+                        .error(file.span, format!("secret file {:?} is empty", file.value));
+                    None
+                }
                 Ok(text) => Some(Secret::new(text.trim_end_matches(['\n', '\r']).to_owned())),
                 Err(e) => {
                     self.ctx.error(

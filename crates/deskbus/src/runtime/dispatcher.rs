@@ -71,7 +71,9 @@ impl Dispatcher {
                         held.insert(task.id(), seqs);
                     }
                     if !full {
-                        if tasks.is_empty() {
+                        // While outcomes are being committed the heads are still
+                        // in flight; the completion wakes the loop, no need to poll.
+                        if tasks.is_empty() && completions.is_empty() {
                             idle_for = self.until_next_due().await;
                         }
                         break;
@@ -85,24 +87,21 @@ impl Dispatcher {
                     Ok((id, (entries, results))) => {
                         held.remove(&id);
                         let outcomes = self.outcomes(&entries, results);
-                        let spool = self.spool.clone();
-                        let stream_id = self.stream_id.clone();
-                        completions.spawn(async move {
-                            if let Err(error) = spool.complete(outcomes).await {
-                                // Not recorded: the entries stay pending and are
-                                // delivered again (at least once), with the same ids.
-                                ComponentFailed { component: &stream_id, error: &error }.emit();
-                            }
-                            entries.into_iter().map(|e| e.seq).collect()
-                        });
+                        let seqs = entries.iter().map(|e| e.seq).collect();
+                        completions.spawn(record(self.spool.clone(), self.stream_id.clone(), outcomes, seqs));
                     }
                     Err(join) => {
                         // A panicking stream loses nothing: its entries stay in
-                        // the spool, and are freed here to be delivered again.
+                        // the spool and count a failed attempt, so a poison
+                        // input that panics reaches `max_attempts` like any other.
                         tracing::error!(stream = %self.stream_id, error = %join, "delivery task failed");
-                        for seq in held.remove(&join.id()).unwrap_or_default() {
-                            in_flight.remove(&seq);
-                        }
+                        let seqs = held.remove(&join.id()).unwrap_or_default();
+                        let next_attempt_at = now_ms().saturating_add(self.settings.retry.max_backoff.as_millis() as i64);
+                        let outcomes = seqs
+                            .iter()
+                            .map(|&seq| (seq, Outcome::Retry { error: format!("delivery task failed: {join}"), next_attempt_at }))
+                            .collect();
+                        completions.spawn(record(self.spool.clone(), self.stream_id.clone(), outcomes, seqs));
                     }
                 },
                 Some(Ok(seqs)) = completions.join_next(), if !completions.is_empty() => {
@@ -219,8 +218,11 @@ impl Dispatcher {
             .emit();
             return Outcome::Dead { reason, attempts };
         }
-        let backoff = backoff(policy, attempts).max(retry_after.unwrap_or_default());
-        let backoff_ms = backoff.as_millis() as i64;
+        // A server's Retry-After is honoured up to `max_backoff`: a huge one
+        // must not park a ticket's whole key for a year.
+        let asked = retry_after.unwrap_or_default().min(policy.max_backoff);
+        let backoff = backoff(policy, attempts).max(asked);
+        let backoff_ms = i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX);
         DeliveryRetried {
             stream: &self.stream_id,
             event_id: &entry.event_id,
@@ -231,7 +233,36 @@ impl Dispatcher {
         .emit();
         Outcome::Retry {
             error: reason,
-            next_attempt_at: now + backoff_ms,
+            next_attempt_at: now.saturating_add(backoff_ms),
+        }
+    }
+}
+
+/// Commits the outcomes of a batch, trying again until it succeeds, and
+/// returns the seqs to free. Until then the entries stay in flight: freeing
+/// them after a failed commit would deliver them again at full speed for as
+/// long as the disk refuses writes.
+async fn record(
+    spool: Spool,
+    stream_id: String,
+    outcomes: Vec<(i64, Outcome)>,
+    seqs: Vec<i64>,
+) -> Vec<i64> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match spool.complete(outcomes.clone()).await {
+            Ok(()) => return seqs,
+            // The spool is closing (shutdown): the entries stay pending for the next start.
+            Err(deskbus_spool::SpoolError::Closed) => return seqs,
+            Err(error) => {
+                ComponentFailed {
+                    component: &stream_id,
+                    error: &error,
+                }
+                .emit();
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
@@ -248,11 +279,11 @@ async fn deliver(
     let mut positions = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let format = formats.get(&entry.use_case).map(|f| &**f);
-        match shape(format, entry) {
-            Ok(payload) => {
+        match shape(format, entry).and_then(|payload| Ok((queue_of(format, entry)?, payload))) {
+            Ok((queue, payload)) => {
                 deliveries.push(Delivery {
                     event_id: entry.event_id.clone(),
-                    queue: entry.queue.clone(),
+                    queue,
                     payload,
                     content_type: format
                         .map_or("application/json", |f| f.content_type())
@@ -274,6 +305,22 @@ async fn deliver(
         }
     }
     results
+}
+
+/// The entry's queue; an entry replayed from a routing-time dead letter has
+/// none yet, and gets it from the use case's current template.
+fn queue_of(format: Option<&UseCaseFormat>, entry: &Entry) -> Result<String, String> {
+    if !entry.queue.is_empty() {
+        return Ok(entry.queue.clone());
+    }
+    let template = format
+        .and_then(|f| f.queue.as_ref())
+        .ok_or("the entry has no queue and its use case no longer exists")?;
+    let event: deskbus_event::Event = serde_json::from_slice(&entry.payload)
+        .map_err(|e| format!("spooled event is not readable: {e}"))?;
+    template
+        .render(&event)
+        .map_err(|e| format!("queue template {:?}: {e}", template.as_str()))
 }
 
 fn shape(format: Option<&UseCaseFormat>, entry: &Entry) -> Result<Vec<u8>, String> {

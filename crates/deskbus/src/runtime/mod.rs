@@ -94,6 +94,8 @@ pub enum RunError {
         #[source]
         source: sources::SourceError,
     },
+    #[error("source `{source_id}` stopped unexpectedly: {message}")]
+    SourcePanicked { source_id: String, message: String },
     #[error("admin listener failed")]
     Admin(#[source] std::io::Error),
 }
@@ -162,19 +164,26 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         source_tasks.push((
             name,
             tokio::spawn(async move {
-                if let Err(source) = sources::run(source, ctx).await {
-                    ComponentFailed {
-                        component: &id,
-                        error: &source,
-                    }
-                    .emit();
-                    let _ = fatal
-                        .send(RunError::Source {
-                            source_id: id,
-                            source,
-                        })
-                        .await;
+                // A source that panics is as fatal as one that fails: deskbus
+                // must not run on without it while /ready says otherwise.
+                let outcome = tokio::spawn(sources::run(source, ctx)).await;
+                let error = match outcome {
+                    Ok(Ok(())) => return,
+                    Ok(Err(source)) => RunError::Source {
+                        source_id: id.clone(),
+                        source,
+                    },
+                    Err(join) => RunError::SourcePanicked {
+                        source_id: id.clone(),
+                        message: join.to_string(),
+                    },
+                };
+                ComponentFailed {
+                    component: &id,
+                    error: &error,
                 }
+                .emit();
+                let _ = fatal.send(error).await;
             }),
         ));
     }

@@ -45,6 +45,9 @@ pub struct UseCaseFormat {
     pub partition_key: Option<Template>,
     // The general `helpdesk_code`, for a `helpdesk_code` field the data lacks.
     pub helpdesk_code: Option<String>,
+    // The use case's queue template, to render the queue of an entry that
+    // was dead-lettered at routing (it has none) when it is replayed.
+    pub queue: Option<Template>,
 }
 
 impl UseCaseFormat {

@@ -148,8 +148,13 @@ impl Ingest {
                         }
                         .emit();
                         batch.dead_letters.push(NewDeadLetter {
-                            entry: entry(route.config.queue.as_str()),
-                            reason: format!("queue template: {error}"),
+                            // No queue: a replay renders it again with the
+                            // config in force then (see the dispatcher).
+                            entry: entry(""),
+                            reason: format!(
+                                "queue template {:?}: {error}",
+                                route.config.queue.as_str()
+                            ),
                         });
                     }
                 }

@@ -26,6 +26,9 @@ impl std::fmt::Debug for Script {
 impl Script {
     pub fn compile(source: &str) -> Result<Script, String> {
         let mut engine = Engine::new();
+        // `print` and `debug` would write to stdout, which the stdout stream owns.
+        engine.on_print(|_| {});
+        engine.on_debug(|_, _, _| {});
         engine.set_max_operations(MAX_OPERATIONS);
         engine.set_max_call_levels(32);
         engine.set_max_expr_depths(64, 32);

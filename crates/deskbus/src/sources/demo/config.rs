@@ -17,10 +17,10 @@ pub struct DemoConfig {
 impl DemoConfig {
     pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<DemoConfig> {
         let rate = t.number("rate").unwrap_or(5.0);
-        if !(rate > 0.0 && rate <= 100_000.0) {
+        if !(0.001..=100_000.0).contains(&rate) {
             t.ctx.error(
                 t.key_span("rate"),
-                format!("`{}.rate` must be above 0 and at most 100000", t.name),
+                format!("`{}.rate` must be between 0.001 and 100000", t.name),
             );
         }
         let count = t.integer("count", 0..=i64::MAX).unwrap_or(0) as u64;

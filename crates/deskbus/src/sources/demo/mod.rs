@@ -95,6 +95,8 @@ impl Generator {
         };
         let ticket = &self.open[i];
         let mut data = json!({
+            "helpdesk_code": self.helpdesk_code,
+            "datetime_complete": now_text(),
             "ticket_id": ticket.id,
             "ticket_number": ticket.number,
             "department_id": ticket.department.0,
@@ -114,12 +116,11 @@ impl Generator {
         let topic = *self.rng.choice(TOPICS).unwrap_or(&TOPICS[0]);
         let user = *self.rng.choice(USERS).unwrap_or(&USERS[0]);
         let number = format!("{:06}", 100_000 + id);
-        let now = jiff::Timestamp::now();
         // The seed's tickets-creation fields first, in the seed's order: CSV
         // columns follow this order.
         let data = json!({
             "helpdesk_code": self.helpdesk_code,
-            "datetime_complete": now.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            "datetime_complete": now_text(),
             "department_id": department.0,
             "department_name": department.1,
             "helptopic_id": topic.0,
@@ -140,6 +141,13 @@ impl Generator {
     }
 }
 
+/// osTicket's DATETIME text, in UTC.
+fn now_text() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 fn merge(into: &mut Value, extra: Value) {
     if let (Value::Object(into), Value::Object(extra)) = (into, extra) {
         into.extend(extra);
@@ -151,8 +159,11 @@ pub(crate) async fn run(config: DemoConfig, ctx: SourceContext) {
     let mut shutdown = ctx.shutdown.clone();
     ctx.ready.mark_ready();
     // Emit in ticks of at most 100 ms so a high rate commits in batches.
-    let tick = Duration::from_millis(100)
-        .min(Duration::from_secs_f64(1.0 / config.rate).max(Duration::from_millis(1)));
+    let tick = Duration::from_millis(100).min(
+        Duration::try_from_secs_f64(1.0 / config.rate)
+            .unwrap_or(Duration::MAX)
+            .max(Duration::from_millis(1)),
+    );
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let per_tick = config.rate * tick.as_secs_f64();

@@ -61,7 +61,10 @@ pub(super) fn check(
                     .trim()
                     .parse()
                     .map_err(|_| AuthError::Invalid("timestamp is not unix seconds"))?;
-                if (now_unix - seconds).unsigned_abs() > tolerance.as_secs() {
+                let skew = now_unix
+                    .checked_sub(seconds)
+                    .map_or(u64::MAX, i64::unsigned_abs);
+                if skew > tolerance.as_secs() {
                     return Err(AuthError::Invalid(
                         "timestamp outside the allowed tolerance",
                     ));

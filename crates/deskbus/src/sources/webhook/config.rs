@@ -60,6 +60,15 @@ impl WebhookConfig {
             .parsed("address", parse_socket_addr)
             .unwrap_or(([127, 0, 0, 1], 9681).into());
         let path = t.string_or("path", "/events");
+        if path.contains([':', '*', '{', '}']) {
+            t.ctx.error(
+                t.key_span("path"),
+                format!(
+                    "`{}` must be a plain path: ':', '*', '{{' and '}}' are not allowed",
+                    t.path("path")
+                ),
+            );
+        }
         if !path.starts_with('/') {
             t.ctx.error(
                 t.key_span("path"),

@@ -192,6 +192,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_torn_last_line_is_ended_and_handles_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        std::fs::write(dir.path().join("out/t.ndjson"), b"{\"torn").unwrap();
+        let s = stream(dir.path(), 0);
+        assert!(s.deliver(&[delivery("t", "x")]).await[0].is_ok());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/t.ndjson")).unwrap(),
+            "{\"torn\nx\n"
+        );
+        let many: Vec<Delivery> = (0..200).map(|i| delivery(&format!("q{i}"), "y")).collect();
+        assert!(s.deliver(&many).await.iter().all(Result::is_ok));
+        assert!(s.files.lock().unwrap().open_count() <= 64);
+    }
+
+    #[tokio::test]
     async fn unwritable_directory_is_retryable() {
         let dir = tempfile::tempdir().unwrap();
         // A regular file where the directory should be: fails even for root.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::config::FsyncPolicy;
@@ -20,8 +20,14 @@ pub(super) struct Files {
     open: HashMap<PathBuf, OpenFile>,
 }
 
+/// Most files kept open at once; past it every handle is closed, so a queue
+/// templated per ticket cannot exhaust the process's file descriptors.
+const MAX_OPEN: usize = 64;
+
 impl Files {
     /// Appends `bytes` to `path` in one write, then applies the fsync policy.
+    /// A file that reached `rotate_bytes` is rotated first, so a rotation
+    /// failure never leaves a batch half reported.
     pub(super) fn append(
         &mut self,
         path: &Path,
@@ -29,24 +35,31 @@ impl Files {
         fsync: FsyncPolicy,
         rotate_bytes: u64,
     ) -> std::io::Result<()> {
+        if rotate_bytes > 0 && self.current(path)?.size >= rotate_bytes {
+            self.open.remove(path);
+            std::fs::rename(path, rotated_name(path))?;
+        }
         let file = self.current(path)?;
-        if let Err(error) = file.file.write_all(bytes).and_then(|()| match fsync {
+        let before = file.size;
+        let written = file.file.write_all(bytes).and_then(|()| match fsync {
             FsyncPolicy::Batch => file.file.sync_data(),
             FsyncPolicy::Never => Ok(()),
-        }) {
-            // A partial write may have happened; the retry appends again, and
-            // readers see at most a duplicate line, never a lost one. Reopen
-            // next time rather than trusting this handle.
+        });
+        if let Err(error) = written {
+            // Cut off whatever part of the batch made it, so the retry's
+            // first line is not glued to a fragment. If even that fails, the
+            // reopen below starts the next write on a fresh line.
+            let _ = file.file.set_len(before);
             self.open.remove(path);
             return Err(error);
         }
         file.size += bytes.len() as u64;
-        if rotate_bytes > 0 && file.size >= rotate_bytes {
-            self.open.remove(path);
-            let rotated = PathBuf::from(format!("{}.{}", path.display(), deskbus_spool::now_ms()));
-            std::fs::rename(path, rotated)?;
-        }
         Ok(())
+    }
+
+    #[cfg(test)]
+    pub(super) fn open_count(&self) -> usize {
+        self.open.len()
     }
 
     /// The open file for `path`, reopened if the path now names another file
@@ -55,20 +68,34 @@ impl Files {
         let on_disk = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         let stale = match (self.open.get(path), on_disk) {
             (Some(open), Some(identity)) => open.identity != identity,
-            (Some(_), None) => true,
-            (None, _) => true,
+            _ => true,
         };
         if stale {
             self.open.remove(path);
+            if self.open.len() >= MAX_OPEN {
+                self.open.clear();
+            }
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(path)?;
             let meta = file.metadata()?;
+            let mut size = meta.len();
+            // A torn last line (a crash mid-write): end it, so the next
+            // record starts on a line of its own.
+            let mut last = [0u8; 1];
+            if size > 0 && file.read_at(&mut last, size - 1)? == 1 && last[0] != b'\n' {
+                file.write_all(b"\n")?;
+                size += 1;
+            }
             self.open.insert(
                 path.to_owned(),
                 OpenFile {
-                    size: meta.len(),
+                    size,
                     identity: (meta.dev(), meta.ino()),
                     file,
                 },
@@ -78,4 +105,17 @@ impl Files {
             .get_mut(path)
             .ok_or_else(|| std::io::Error::other("file vanished from the open set"))
     }
+}
+
+/// `<path>.<unix ms>`, with a counter when that name is taken: a rotation
+/// never overwrites an earlier one.
+fn rotated_name(path: &Path) -> PathBuf {
+    let base = format!("{}.{}", path.display(), deskbus_spool::now_ms());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
 }

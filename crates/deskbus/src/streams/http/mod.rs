@@ -31,6 +31,9 @@ impl HttpStream {
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)
+            // A followed 301/302/303 turns the POST into a bodiless GET whose
+            // 200 would count as delivered: never follow, report instead.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("deskbus/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build http client: {e}"))?;
@@ -87,7 +90,8 @@ impl HttpStream {
             None => request,
         };
         let response = request.send().await.map_err(|e| {
-            DeliveryError::retryable(format!("cannot reach {url}: {}", error_chain(&e)))
+            let e = e.without_url();
+            DeliveryError::retryable(format!("cannot reach {}: {}", redact(url), error_chain(&e)))
         })?;
         classify(response).await
     }
@@ -119,6 +123,9 @@ async fn classify(response: reqwest::Response) -> Result<(), DeliveryError> {
             reason,
             retry_after,
         }),
+        s if s.is_redirection() => Err(DeliveryError::permanent(format!(
+            "http {status}: redirects are not followed; point `url` at the final location"
+        ))),
         _ => Err(DeliveryError::permanent(reason)),
     }
 }
@@ -132,6 +139,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The URL without its user-info, for messages (they reach logs and dead letters).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
+            format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986), so a
@@ -206,7 +223,13 @@ impl Stream for HttpStream {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))
+                .map_err(|e| {
+                    format!(
+                        "cannot reach {}: {}",
+                        redact(&url),
+                        error_chain(&e.without_url())
+                    )
+                })
         })
     }
 }
@@ -214,6 +237,16 @@ impl Stream for HttpStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(
+            redact("https://user:pw@host:1/x"),
+            "https://[redacted]@host:1/x"
+        );
+        assert_eq!(redact("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact("http://host/x"), "http://host/x");
+    }
 
     #[test]
     fn queues_cannot_change_the_url() {
