@@ -482,7 +482,7 @@ fn parse_use_case(
     if let (Some(queue), Some(stream)) =
         (&queue, stream.as_ref().and_then(|s| streams.get(&s.value)))
     {
-        let rule: Option<fn(&str) -> Result<(), String>> = match stream.config.type_name() {
+        let rule: Option<NameRule> = match stream.config.type_name() {
             "beanstalk" => Some(names::check_beanstalk_tube),
             "kinesis_firehose" => Some(names::check_firehose_stream),
             "kinesis_streams" => Some(names::check_kinesis_stream),
@@ -616,6 +616,9 @@ fn parse_format(
     }
     Some(format)
 }
+
+/// A stream's rule for the names its queues may take.
+type NameRule = fn(&str) -> Result<(), String>;
 
 fn template(t: &Table<'_, '_, '_>, key: &'static str) -> Option<Template> {
     let text: Located<String> = t.string(key)?;
