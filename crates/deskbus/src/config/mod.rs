@@ -481,22 +481,13 @@ fn parse_use_case(
     // a templated one is checked per event (a bad name goes to dead letters).
     if let (Some(queue), Some(stream)) =
         (&queue, stream.as_ref().and_then(|s| streams.get(&s.value)))
+        && queue.is_constant()
+        && let Err(reason) = stream.config.check_queue(queue.as_str())
     {
-        let rule: Option<NameRule> = match stream.config.type_name() {
-            "beanstalk" => Some(names::check_beanstalk_tube),
-            "kinesis_firehose" => Some(names::check_firehose_stream),
-            "kinesis_streams" => Some(names::check_kinesis_stream),
-            _ => None,
-        };
-        if let Some(Err(reason)) = rule
-            .filter(|_| queue.is_constant())
-            .map(|check| check(queue.as_str()))
-        {
-            ctx.error(
-                t.key_span("queue"),
-                format!("`{}`: {reason}", t.path("queue")),
-            );
-        }
+        ctx.error(
+            t.key_span("queue"),
+            format!("`{}`: {reason}", t.path("queue")),
+        );
     }
     let order_key = template(t, "order_key");
     let format = parse_format(t, preset.map(|(_, fields)| fields), general).map(|mut f| {
@@ -616,9 +607,6 @@ fn parse_format(
     }
     Some(format)
 }
-
-/// A stream's rule for the names its queues may take.
-type NameRule = fn(&str) -> Result<(), String>;
 
 fn template(t: &Table<'_, '_, '_>, key: &'static str) -> Option<Template> {
     let text: Located<String> = t.string(key)?;

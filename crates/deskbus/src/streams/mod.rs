@@ -86,6 +86,22 @@ impl StreamConfig {
         }
     }
 
+    /// Checks a queue against the stream's naming rules. Config checking
+    /// calls it for constant queues; templated ones are checked per event.
+    pub(crate) fn check_queue(&self, queue: &str) -> Result<(), String> {
+        match self {
+            #[cfg(feature = "beanstalk")]
+            StreamConfig::Beanstalk(_) => deskbus_event::names::check_beanstalk_tube(queue),
+            #[cfg(feature = "kinesis")]
+            StreamConfig::KinesisFirehose(_) => deskbus_event::names::check_firehose_stream(queue),
+            #[cfg(feature = "kinesis")]
+            StreamConfig::KinesisStreams(_) => deskbus_event::names::check_kinesis_stream(queue),
+            #[cfg(feature = "nats")]
+            StreamConfig::Nats(config) => nats::check_queue(config, queue),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn build(&self) -> Result<Box<dyn Stream>, String> {
         Ok(match self {
             #[cfg(feature = "amqp")]
@@ -99,13 +115,15 @@ impl StreamConfig {
             #[cfg(feature = "http")]
             StreamConfig::Http(config) => Box::new(http::HttpStream::new(config.clone())?),
             #[cfg(feature = "kinesis")]
-            StreamConfig::KinesisFirehose(config) => {
-                Box::new(kinesis::KinesisStream::new(kinesis::Service::Firehose, config.clone())?)
-            }
+            StreamConfig::KinesisFirehose(config) => Box::new(kinesis::KinesisStream::new(
+                kinesis::Service::Firehose,
+                config.clone(),
+            )?),
             #[cfg(feature = "kinesis")]
-            StreamConfig::KinesisStreams(config) => {
-                Box::new(kinesis::KinesisStream::new(kinesis::Service::DataStreams, config.clone())?)
-            }
+            StreamConfig::KinesisStreams(config) => Box::new(kinesis::KinesisStream::new(
+                kinesis::Service::DataStreams,
+                config.clone(),
+            )?),
             #[cfg(feature = "nats")]
             StreamConfig::Nats(config) => Box::new(nats::NatsStream::new(config.clone())?),
             StreamConfig::Stdout(config) => Box::new(stdout::StdoutStream::new(config.clone())),

@@ -33,6 +33,13 @@ pub trait StreamKind {
     /// Stops the server, keeps it down for `down`, and starts it again with
     /// everything it had stored. Kinds on a shared server cannot do this.
     async fn restart_server(&mut self, down: Duration);
+
+    /// How long the restart scenario waits between rounds of requests.
+    /// A kind whose server takes a while to stop (a CLI that boots a VM
+    /// first) posts more slowly, so that the stop still lands mid-run.
+    fn restart_post_pause(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// A deskbus with a webhook `web` feeding the stream `out` of `kind`,
@@ -231,6 +238,7 @@ pub async fn at_least_once_through_a_server_restart(kind: &mut impl StreamKind, 
     let posted: Vec<String> = batches.iter().flat_map(|b| ids(b)).collect();
     let url = bus.url();
     let accepted = Arc::new(AtomicUsize::new(0));
+    let pause = kind.restart_post_pause();
     // Four requests in flight, like a few busy help desks.
     let poster = tokio::spawn({
         let accepted = accepted.clone();
@@ -248,6 +256,7 @@ pub async fn at_least_once_through_a_server_restart(kind: &mut impl StreamKind, 
                 let n = round.len() * PER_REQUEST;
                 futures_join_all(round).await;
                 accepted.fetch_add(n, Ordering::SeqCst);
+                tokio::time::sleep(pause).await;
             }
         }
     });
