@@ -1,0 +1,275 @@
+//! The connection supervisor: one AMQP connection, a pool of confirm-mode
+//! channels on it, rebuilt from scratch when the broker goes away.
+//!
+//! lapin's own recovery is young, so it stays off: when the connection is
+//! lost, the next [`Broker::checkout`] connects again, opens a channel, puts
+//! it in confirm mode and declares the exchange. Nothing loops here: a failed
+//! attempt is an error for the batch, and the dispatcher's backoff spaces the
+//! next one. Each batch has a channel to itself, so the broker's returns and
+//! confirms on it belong to that batch alone.
+
+use std::time::Duration;
+
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use super::config::{AmqpConfig, Declare, ExchangeType, redact_url};
+
+/// Channels opened with each connection: the stream's default `concurrency`.
+const READY_CHANNELS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BrokerError {
+    #[error("cannot connect to {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: Box<lapin::Error>,
+    },
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("cannot open a channel on {url}")]
+    Channel {
+        url: String,
+        #[source]
+        source: Box<lapin::Error>,
+    },
+    #[error("cannot {verb} exchange {exchange:?} on {url}")]
+    Exchange {
+        verb: &'static str,
+        exchange: String,
+        url: String,
+        #[source]
+        source: Box<lapin::Error>,
+    },
+}
+
+/// How a leased channel came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Health {
+    /// Fit for the next batch.
+    Fine,
+    /// The channel failed (closed by the broker, a publish error): drop it.
+    ChannelBroken,
+    /// Confirms went missing: the connection itself may be dead without
+    /// knowing it yet; drop it too.
+    ConnectionSuspect,
+}
+
+/// A channel lent to one batch.
+pub(super) struct Lease {
+    pub channel: Channel,
+    generation: u64,
+}
+
+struct State {
+    connection: Option<Connection>,
+    /// Bumped on every new connection, so that a batch from an old one
+    /// cannot tear down its successor.
+    generation: u64,
+    idle: Vec<Channel>,
+}
+
+pub(super) struct Broker {
+    uri: AMQPUri,
+    /// The URL for messages: password replaced.
+    pub url: String,
+    exchange: String,
+    exchange_type: ExchangeType,
+    declare: Declare,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+impl Broker {
+    pub fn new(config: &AmqpConfig) -> Result<Broker, String> {
+        let url = redact_url(config.url.expose());
+        let uri: AMQPUri = config.url.expose().parse().map_err(|e: String| {
+            format!(
+                "{url:?} is not an AMQP URL ({})",
+                e.replace(config.url.expose(), &url)
+            )
+        })?;
+        Ok(Broker {
+            uri,
+            url,
+            exchange: config.exchange.clone(),
+            exchange_type: config.exchange_type,
+            declare: config.declare,
+            timeout: config.confirm_timeout,
+            state: Mutex::new(State {
+                connection: None,
+                generation: 0,
+                idle: Vec::new(),
+            }),
+        })
+    }
+
+    /// A connected confirm-mode channel, connecting first when needed.
+    pub async fn checkout(&self) -> Result<Lease, BrokerError> {
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        if let Some(connection) = &state.connection {
+            if connection.status().connected() {
+                while let Some(channel) = state.idle.pop() {
+                    if channel.status().connected() {
+                        return Ok(Lease {
+                            channel,
+                            generation: state.generation,
+                        });
+                    }
+                }
+                match self.bounded(self.open_channel(connection)).await {
+                    Ok(channel) => {
+                        return Ok(Lease {
+                            channel,
+                            generation: state.generation,
+                        });
+                    }
+                    // The connection is fine; the exchange is not (yet) as configured.
+                    Err(error @ BrokerError::Exchange { .. }) => return Err(error),
+                    Err(error) => {
+                        tracing::warn!(
+                            url = %self.url,
+                            error = %crate::internal_events::ErrorChain(&error),
+                            "amqp channel failed; reconnecting"
+                        );
+                    }
+                }
+            } else {
+                tracing::warn!(url = %self.url, "amqp connection lost; reconnecting");
+            }
+            state.connection = None;
+            state.idle.clear();
+        }
+        let (connection, channel) = self.bounded(self.connect()).await?;
+        // Channels for the batches in flight, opened now, so that the first
+        // burst after a (re)connection does not wait for channel set-up
+        // (three round trips each) while holding the others back.
+        for _ in 1..READY_CHANNELS {
+            match self.bounded(self.open_channel(&connection)).await {
+                Ok(spare) => state.idle.push(spare),
+                Err(_) => break, // the next checkout opens one, or reconnects
+            }
+        }
+        tracing::info!(url = %self.url, exchange = %self.exchange, "connected to the amqp broker");
+        state.connection = Some(connection);
+        state.generation += 1;
+        Ok(Lease {
+            channel,
+            generation: state.generation,
+        })
+    }
+
+    /// Gives a channel back after its batch.
+    pub async fn checkin(&self, lease: Lease, health: Health) {
+        let mut state = self.state.lock().await;
+        if lease.generation != state.generation {
+            return; // from a connection already replaced: dropping it closes it
+        }
+        match health {
+            Health::Fine if lease.channel.status().connected() => state.idle.push(lease.channel),
+            Health::Fine | Health::ChannelBroken => {
+                let connected = state
+                    .connection
+                    .as_ref()
+                    .is_some_and(|c| c.status().connected());
+                if !connected {
+                    state.connection = None;
+                    state.idle.clear();
+                }
+            }
+            Health::ConnectionSuspect => {
+                tracing::warn!(url = %self.url, "amqp confirms went missing; reconnecting");
+                state.connection = None;
+                state.idle.clear();
+            }
+        }
+    }
+
+    /// A new connection with one channel ready, the exchange declared:
+    /// for a reconnection and for `deskbus check --connect`.
+    pub async fn connect(&self) -> Result<(Connection, Channel), BrokerError> {
+        let properties = ConnectionProperties::default().with_connection_name("deskbus".into());
+        let connection = Connection::connect_uri(self.uri.clone(), properties)
+            .await
+            .map_err(|source| BrokerError::Connect {
+                url: self.url.clone(),
+                source: Box::new(source),
+            })?;
+        let channel = self.open_channel(&connection).await?;
+        Ok((connection, channel))
+    }
+
+    /// A confirm-mode channel, the exchange declared on it: a channel is
+    /// new after a channel error, which may mean the exchange was deleted.
+    async fn open_channel(&self, connection: &Connection) -> Result<Channel, BrokerError> {
+        let channel_error = |source| BrokerError::Channel {
+            url: self.url.clone(),
+            source: Box::new(source),
+        };
+        let channel = connection.create_channel().await.map_err(channel_error)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(channel_error)?;
+        if self.exchange.is_empty() {
+            return Ok(channel); // the default exchange always exists
+        }
+        let (verb, passive) = match self.declare {
+            Declare::Declare => ("declare", false),
+            Declare::Passive => ("find", true),
+        };
+        let options = ExchangeDeclareOptions {
+            passive,
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.exchange.as_str().into(),
+                self.exchange_kind(),
+                options,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|source| BrokerError::Exchange {
+                verb,
+                exchange: self.exchange.clone(),
+                url: self.url.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(channel)
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, BrokerError>>,
+    ) -> Result<T, BrokerError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BrokerError::Timeout {
+                    url: self.url.clone(),
+                    timeout: self.timeout,
+                })
+            })
+    }
+
+    /// [`Broker::connect`] within the timeout.
+    pub async fn connect_bounded(&self) -> Result<(Connection, Channel), BrokerError> {
+        self.bounded(self.connect()).await
+    }
+
+    fn exchange_kind(&self) -> ExchangeKind {
+        match self.exchange_type {
+            ExchangeType::Direct => ExchangeKind::Direct,
+            ExchangeType::Fanout => ExchangeKind::Fanout,
+            ExchangeType::Headers => ExchangeKind::Headers,
+            ExchangeType::Topic => ExchangeKind::Topic,
+        }
+    }
+}

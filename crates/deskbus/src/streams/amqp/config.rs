@@ -1,0 +1,260 @@
+use std::time::Duration;
+
+use crate::config::Secret;
+use crate::config::walker::Table;
+
+/// `[streams.X]` `type = "amqp"`
+///
+/// Publishes one AMQP 0-9-1 message per event to an exchange of a RabbitMQ
+/// broker (the XiVO / Wazo bus is one), with the use case's queue as the
+/// routing key, e.g. `queue = "ticket.created.{department_id}"`. Publisher
+/// confirms are always on: an event is delivered only once the broker acks
+/// it; a nack, a lost connection or a missing confirm is retried. With
+/// `mandatory`, a message no queue is bound for (the broker returns it, 312
+/// NO_ROUTE) goes to dead letters with the broker's reason. A routing key
+/// longer than 255 bytes also goes to dead letters. After a broker restart
+/// or a channel error the next delivery rebuilds the connection and
+/// channel and declares the exchange again; unconfirmed messages are
+/// published again, so a consumer may see an event twice, always with the
+/// same `message_id` (the event id).
+///
+/// Each message carries `message_id` (the event id), `content_type` (from
+/// the use case's format), `timestamp` (seconds), `delivery_mode` 2 when
+/// `persistent`, and the configured `headers`.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// The broker, as `amqp://user:password@host:port/vhost` (`%2f` is the
+    /// vhost `/`) or `amqps://…` for TLS; query parameters such as
+    /// `?heartbeat=30&connection_timeout=5000` are passed to the client.
+    /// The password is never logged. Default
+    /// `"amqp://guest:guest@127.0.0.1:5672/%2f"` (RabbitMQ lets `guest` in
+    /// from loopback only).
+    pub url: Secret,
+    /// The exchange messages are published to; `""` is the broker's default
+    /// exchange, which routes to the queue named by the routing key and is
+    /// never declared. Default `"deskbus"` (XiVO's bus uses `"xivo"`).
+    pub exchange: String,
+    /// `"topic"`, `"direct"`, `"fanout"` or `"headers"`, used when the
+    /// exchange is declared. Default `"topic"`.
+    pub exchange_type: ExchangeType,
+    /// `"declare"`: declare the exchange as a durable exchange of
+    /// `exchange_type` on every new connection and channel; a broker that has it
+    /// with other arguments refuses (406 PRECONDITION_FAILED), and events are
+    /// retried until that is fixed. `"passive"`: only check that it exists
+    /// (retried while it does not). Default `"declare"`.
+    pub declare: Declare,
+    /// Publish with the `mandatory` flag, so that a message no queue is bound
+    /// for is returned by the broker and sent to dead letters instead of
+    /// being dropped silently. Default `true`.
+    pub mandatory: bool,
+    /// Persistent messages (`delivery_mode` 2): they survive a broker restart
+    /// in a durable queue, and the broker confirms them once written to
+    /// disk. Default `true`.
+    pub persistent: bool,
+    /// Extra message headers (string values), e.g. `{ "x-origin" = "deskbus" }`.
+    /// Default none.
+    pub headers: Vec<(String, String)>,
+    /// How long the broker may take to confirm a batch (and to accept a
+    /// connection); what is unconfirmed then is retried on a new connection.
+    /// Default `"10s"`.
+    pub confirm_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeType {
+    Direct,
+    Fanout,
+    Headers,
+    Topic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declare {
+    /// Declare a durable exchange (idempotent when it exists alike).
+    Declare,
+    /// Check that the exchange exists.
+    Passive,
+}
+
+pub(super) const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            url: Secret::new(DEFAULT_URL.into()),
+            exchange: "deskbus".into(),
+            exchange_type: ExchangeType::Topic,
+            declare: Declare::Declare,
+            mandatory: true,
+            persistent: true,
+            headers: Vec::new(),
+            confirm_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AmqpConfig {
+    pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<AmqpConfig> {
+        let d = AmqpConfig::default();
+        let url = match t.string("url") {
+            Some(url) => match parse_url(&url.value) {
+                Ok(()) => Some(Secret::new(url.value)),
+                Err(message) => {
+                    t.ctx
+                        .error(url.span, format!("`{}`: {message}", t.path("url")));
+                    None
+                }
+            },
+            None => Some(d.url),
+        };
+        let exchange = t.parsed("exchange", parse_exchange).unwrap_or(d.exchange);
+        let exchange_type = t
+            .parsed("exchange_type", |s| match s {
+                "direct" => Ok(ExchangeType::Direct),
+                "fanout" => Ok(ExchangeType::Fanout),
+                "headers" => Ok(ExchangeType::Headers),
+                "topic" => Ok(ExchangeType::Topic),
+                other => Err(format!(
+                    "{other:?} is not \"topic\", \"direct\", \"fanout\" or \"headers\""
+                )),
+            })
+            .unwrap_or(d.exchange_type);
+        let declare = t
+            .parsed("declare", |s| match s {
+                "declare" => Ok(Declare::Declare),
+                "passive" => Ok(Declare::Passive),
+                other => Err(format!("{other:?} is not \"declare\" or \"passive\"")),
+            })
+            .unwrap_or(d.declare);
+        let mandatory = t.bool_or("mandatory", d.mandatory);
+        let persistent = t.bool_or("persistent", d.persistent);
+        let mut headers = Vec::new();
+        for (name, value) in t.string_map("headers").unwrap_or_default() {
+            if name.is_empty() || name.len() > 255 {
+                t.ctx.error(
+                    value.span,
+                    format!(
+                        "`{}`: a header name must be 1 to 255 bytes",
+                        t.path("headers")
+                    ),
+                );
+                continue;
+            }
+            headers.push((name, value.value));
+        }
+        let confirm_timeout = t.duration_or("confirm_timeout", d.confirm_timeout);
+        if confirm_timeout.is_zero() {
+            t.ctx.error(
+                t.key_span("confirm_timeout"),
+                format!("`{}` must be more than 0s", t.path("confirm_timeout")),
+            );
+        }
+        Some(AmqpConfig {
+            url: url?,
+            exchange,
+            exchange_type,
+            declare,
+            mandatory,
+            persistent,
+            headers,
+            confirm_timeout,
+        })
+    }
+}
+
+/// Checks an AMQP URL without ever echoing its password.
+pub(super) fn parse_url(url: &str) -> Result<(), String> {
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(_) => Ok(()),
+        Err(message) => {
+            let redacted = redact_url(url);
+            Err(format!(
+                "{redacted:?} is not an amqp:// or amqps:// URL ({})",
+                message.replace(url, &redacted)
+            ))
+        }
+    }
+}
+
+fn parse_exchange(name: &str) -> Result<String, String> {
+    // The broker's own rule (a short string of these characters); `amq.` names
+    // are reserved for the broker's exchanges, which can still be used passively.
+    if name.len() > 255 {
+        return Err(format!("{} bytes is longer than 255", name.len()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "{name:?} has {c:?}; an exchange name has letters, digits, `-`, `_`, `.` and `:`"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// `url` with the password (if any) replaced by `***`, for messages.
+pub(super) fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    match userinfo.contains(':') {
+        true => format!("{scheme}{user}:***@{host}{tail}"),
+        false => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("amqps://bus:s3cr@t:x@rabbit.internal/xivo?heartbeat=5"),
+            "amqps://bus:***@rabbit.internal/xivo?heartbeat=5"
+        );
+        assert_eq!(
+            redact_url("amqp://127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://user@host/"), "amqp://user@host/");
+        assert_eq!(redact_url("u:hunter2@host"), "u:***@host");
+    }
+
+    #[test]
+    fn bad_urls_are_reported_without_their_password() {
+        assert_eq!(parse_url(DEFAULT_URL), Ok(()));
+        assert_eq!(parse_url("amqps://u:p@rabbit.internal:5671/xivo"), Ok(()));
+        for bad in [
+            "http://u:hunter2@host/",
+            "u:hunter2@host",
+            "amqp://u:hunter2@host:port/",
+        ] {
+            let message = parse_url(bad).unwrap_err();
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("***"), "{message}");
+        }
+    }
+
+    #[test]
+    fn exchange_names() {
+        assert_eq!(parse_exchange("xivo"), Ok("xivo".into()));
+        assert_eq!(parse_exchange(""), Ok(String::new()));
+        assert!(parse_exchange("amq.topic").is_ok());
+        assert!(parse_exchange("a b").is_err());
+        assert!(parse_exchange(&"x".repeat(256)).is_err());
+    }
+}
