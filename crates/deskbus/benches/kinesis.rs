@@ -14,52 +14,26 @@
 //! `cargo bench -p deskbus --features kinesis --bench kinesis` (needs
 //! `moto_server` on PATH: `scripts/services moto` installs it).
 
-use std::net::SocketAddr;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use common::{
+    Chunks, Deskbus, POSTERS, Process, REQUEST, Table, blast, client, envelope, free_port,
+    wait_count,
+};
 use serde_json::{Value, json};
 
-/// Concurrent webhook requests, each of `REQUEST` events.
-const POSTERS: usize = 8;
-const REQUEST: usize = 100;
 /// The stream's default concurrency, and the baseline's calls in flight.
 const CONCURRENCY: usize = 4;
 const STREAM: &str = "bench";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn event(i: usize) -> Value {
-    json!({"name": "ticket.created", "data": {
-        "helpdesk_code": "ACME", "datetime_complete": "2026-11-23 10:00:00",
-        "department_id": i % 7, "department_name": "Support", "helptopic_id": 10,
-        "helptopic_label": "Report a Problem / Access Issue", "ticket_id": i}})
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().build().unwrap()
-}
 
 /// A signed JSON 1.1 call; the status and body.
 async fn call(
@@ -110,28 +84,42 @@ async fn call(
     (status, response.text().await.unwrap_or_default())
 }
 
-struct Moto(Child, String);
+struct Moto {
+    _process: Process,
+    endpoint: String,
+}
 
 impl Moto {
     async fn start() -> Moto {
         let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is not installed; run `scripts/services moto`");
-        wait_port(([127, 0, 0, 1], port).into());
-        let moto = Moto(child, format!("http://127.0.0.1:{port}"));
+        let process = Process::listening(
+            Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            port,
+            "moto_server is not installed; run `scripts/services moto`",
+        );
+        let moto = Moto {
+            _process: process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         let client = client();
-        let (status, body) = call(&client, &format!("{}/bench", moto.1), "s3", "", vec![]).await;
+        let (status, body) = call(
+            &client,
+            &format!("{}/bench", moto.endpoint),
+            "s3",
+            "",
+            vec![],
+        )
+        .await;
         assert_eq!(status, 200, "CreateBucket: {body}");
         let create = json!({"DeliveryStreamName": STREAM, "DeliveryStreamType": "DirectPut",
             "ExtendedS3DestinationConfiguration": {"BucketARN": "arn:aws:s3:::bench",
             "RoleARN": "arn:aws:iam::123456789012:role/firehose"}});
         let (status, body) = call(
             &client,
-            &moto.1,
+            &moto.endpoint,
             "firehose",
             "Firehose_20150804.CreateDeliveryStream",
             create.to_string().into_bytes(),
@@ -142,117 +130,37 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// deskbus putting to `moto`'s delivery stream `STREAM`, `batch` records
+/// at a time.
+fn start(dir: &Path, moto: &Moto, batch: usize) -> Deskbus {
+    let stream = format!(
+        "type = \"kinesis_firehose\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\n\
+         access_key_id = \"testing\"\nsecret_access_key = \"testing\"",
+        moto.endpoint
+    );
+    Deskbus::start_with_queue(dir, &stream, batch, STREAM)
 }
 
-struct Deskbus {
-    child: Child,
-    web: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Deskbus {
-    fn start(dir: &Path, endpoint: &str, batch: usize) -> Deskbus {
-        let (admin, web) = (free_port(), free_port());
-        let config = format!(
-            "[general]\ndata_dir = \"{d}/data\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\n\
-             [sources.web]\ntype = \"webhook\"\naddress = \"127.0.0.1:{web}\"\n\
-             [streams.out]\ntype = \"kinesis_firehose\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\
-             access_key_id = \"testing\"\nsecret_access_key = \"testing\"\nbatch_size = {batch}\n\
-             [use_cases.t]\ninputs = [\"web\"]\nevents = [\"ticket.created\"]\nstream = \"out\"\nqueue = \"{STREAM}\"\n",
-            d = dir.display()
-        );
-        let path = dir.join("deskbus.toml");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_deskbus"))
-            .arg("run")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let web: SocketAddr = ([127, 0, 0, 1], web).into();
-        wait_port(web);
-        Deskbus {
-            child,
-            web,
-            admin: ([127, 0, 0, 1], admin).into(),
-        }
-    }
-
-    async fn delivered(&self, client: &reqwest::Client) -> usize {
-        let text = client
-            .get(format!("http://{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("deskbus_stream_delivered_events_total"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0) as usize
-    }
-}
-
-impl Drop for Deskbus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Posts `total` events in requests of `REQUEST` over `POSTERS` connections.
-async fn blast(url: &str, total: usize) {
-    let client = client();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..POSTERS {
-        let (client, url, next) = (client.clone(), url.to_owned(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let first = next.fetch_add(REQUEST, Ordering::Relaxed);
-                if first >= total {
-                    return;
-                }
-                let body = Value::Array((first..(first + REQUEST).min(total)).map(event).collect());
-                let r = client.post(&url).json(&body).send().await.unwrap();
-                assert_eq!(r.status(), 202);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+/// deskbus's `deskbus_stream_delivered_events_total`.
+async fn delivered(bus: &Deskbus) -> usize {
+    bus.metrics()
+        .await
+        .lines()
+        .find(|l| l.starts_with("deskbus_stream_delivered_events_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0) as usize
 }
 
 /// deskbus: events/s from the first request to the last acknowledged record.
 async fn deskbus(moto: &Moto, batch: usize, total: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let bus = Deskbus::start(dir.path(), &moto.1, batch);
-    let client = client();
+    let bus = start(dir.path(), moto, batch);
     let started = Instant::now();
-    blast(&format!("http://{}/events", bus.web), total).await;
-    let mut last = (0, Instant::now());
-    loop {
-        let delivered = bus.delivered(&client).await;
-        if delivered >= total {
-            break;
-        }
-        if delivered != last.0 {
-            last = (delivered, Instant::now());
-        }
-        assert!(
-            last.1.elapsed() < Duration::from_secs(30),
-            "stuck at {delivered} of {total} events"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    blast(&bus.events_url(), total, POSTERS, REQUEST).await;
+    wait_count("events", total, Duration::from_millis(5), async || {
+        delivered(&bus).await
+    })
+    .await;
     total as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -263,33 +171,26 @@ async fn baseline(moto: &Moto, batch: usize, total: usize) -> f64 {
     let records: Arc<Vec<String>> = Arc::new(
         (0..1000)
             .map(|i| {
-                let mut body = json!({"id": "0197a3c0-0000-7000-8000-000000000000",
-                    "name": "ticket.created", "data": event(i)["data"]})
-                .to_string()
-                .into_bytes();
+                let mut body = envelope(i);
                 body.push(b'\n');
                 engine.encode(body)
             })
             .collect(),
     );
     let client = client();
-    let next = Arc::new(AtomicUsize::new(0));
+    let chunks = Chunks::new(total, batch);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (client, endpoint, next, records) = (
+        let (client, endpoint, chunks, records) = (
             client.clone(),
-            moto.1.clone(),
-            next.clone(),
+            moto.endpoint.clone(),
+            chunks.clone(),
             records.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            loop {
-                let first = next.fetch_add(batch, Ordering::Relaxed);
-                if first >= total {
-                    return;
-                }
-                let data: Vec<Value> = (first..(first + batch).min(total))
+            while let Some(range) = chunks.next_range() {
+                let data: Vec<Value> = range
                     .map(|i| json!({"Data": records[i % records.len()]}))
                     .collect();
                 let body = json!({"DeliveryStreamName": STREAM, "Records": data});
@@ -310,42 +211,23 @@ async fn baseline(moto: &Moto, batch: usize, total: usize) -> f64 {
             }
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    common::join(tasks).await;
     total as f64 / started.elapsed().as_secs_f64()
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` probes harness-less benches
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    common::run(async {
         println!(
             "webhook → spool → kinesis_firehose → moto ({POSTERS} posters × {REQUEST} events \
              per request, {CONCURRENCY} calls in flight, spool synchronous=FULL)"
         );
-        println!(
-            "{:<34} {:>12} {:>12} {:>8}",
-            "measure", "deskbus", "raw signed", "ratio"
-        );
+        let table = Table::new(12, "raw signed");
         for (batch, total) in [(1usize, 2_000usize), (100, 20_000)] {
             // A fresh moto per batch size: it keeps every S3 object in memory.
             let moto = Moto::start().await;
             let base_rate = baseline(&moto, batch, total).await;
             let rate = deskbus(&moto, batch, total).await;
-            println!(
-                "{:<34} {:>12.0} {:>12.0} {:>8.2}",
-                format!("events/s, batch {batch}"),
-                rate,
-                base_rate,
-                rate / base_rate
-            );
+            table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
         }
     });
 }

@@ -8,80 +8,19 @@
 //!
 //! `cargo bench -p deskbus --bench pipeline`
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{Read, Seek, SeekFrom};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Deskbus, Process, Table, blast, event, free_port, quantile, wait_count};
 use serde_json::{Value, json};
 
 const CONNECTIONS: usize = 32;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn event(i: usize) -> Value {
-    json!({"name": "ticket.created", "data": {
-        "helpdesk_code": "ACME", "datetime_complete": "2026-11-23 10:00:00",
-        "department_id": i % 7, "department_name": "Support", "helptopic_id": 10,
-        "helptopic_label": "Report a Problem / Access Issue", "ticket_id": i}})
-}
-
-/// Posts `total` events in requests of `batch`, over `CONNECTIONS` connections.
-async fn blast(url: &str, total: usize, batch: usize) -> Duration {
-    let client = client_builder()
-        .pool_max_idle_per_host(CONNECTIONS)
-        .build()
-        .unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (client, url, next) = (client.clone(), url.to_owned(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let first = next.fetch_add(batch, Ordering::Relaxed);
-                if first >= total {
-                    return;
-                }
-                let body = if batch == 1 {
-                    event(first).to_string()
-                } else {
-                    Value::Array((first..(first + batch).min(total)).map(event).collect())
-                        .to_string()
-                };
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 202);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    started.elapsed()
-}
 
 /// Counts lines appended to a file, reading only what is new.
 struct LineCounter {
@@ -102,81 +41,30 @@ impl LineCounter {
     }
 }
 
-struct Deskbus {
-    child: Child,
-    web: SocketAddr,
-    out: std::path::PathBuf,
-}
-
-impl Deskbus {
-    fn start(dir: &Path) -> Deskbus {
-        let (admin, web) = (free_port(), free_port());
-        let config = format!(
-            "[general]\ndata_dir = \"{d}/data\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\n\
-             [sources.web]\ntype = \"webhook\"\naddress = \"127.0.0.1:{web}\"\n\
-             [streams.out]\ntype = \"file\"\npath = \"{d}/out/{{queue}}.ndjson\"\nbatch_size = 500\n\
-             [use_cases.t]\ninputs = [\"web\"]\nevents = [\"ticket.created\"]\nstream = \"out\"\nqueue = \"tickets\"\n",
-            d = dir.display()
-        );
-        let path = dir.join("deskbus.toml");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_deskbus"))
-            .arg("run")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let web: SocketAddr = ([127, 0, 0, 1], web).into();
-        wait_port(web);
-        Deskbus {
-            child,
-            web,
-            out: dir.join("out/tickets.ndjson"),
-        }
-    }
-
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    }
-}
-
-impl Drop for Deskbus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// deskbus writing to `dir/out/tickets.ndjson`, fsync'd batches of 500.
+fn start(dir: &Path) -> Deskbus {
+    let stream = format!(
+        "type = \"file\"\npath = \"{}/out/{{queue}}.ndjson\"",
+        dir.display()
+    );
+    Deskbus::start(dir, &stream, 500)
 }
 
 /// Throughput: from the first request to the last line on disk.
 async fn deskbus_throughput(batch: usize, total: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let bus = Deskbus::start(dir.path());
-    let url = format!("http://{}/events", bus.web);
+    let bus = start(dir.path());
+    let out = dir.path().join("out/tickets.ndjson");
     let started = Instant::now();
-    blast(&url, total, batch).await;
+    blast(&bus.events_url(), total, CONNECTIONS, batch).await;
     let mut counter = LineCounter {
         offset: 0,
         lines: 0,
     };
-    let mut last = (0, Instant::now());
-    while counter.update(&bus.out) < total {
-        if counter.lines != last.0 {
-            last = (counter.lines, Instant::now());
-        }
-        assert!(
-            last.1.elapsed() < Duration::from_secs(30),
-            "stuck at {} of {total} lines",
-            counter.lines
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_count("lines", total, Duration::from_millis(5), async || {
+        counter.update(&out)
+    })
+    .await;
     (
         total as f64 / started.elapsed().as_secs_f64(),
         bus.peak_rss_mib(),
@@ -185,15 +73,21 @@ async fn deskbus_throughput(batch: usize, total: usize) -> (f64, f64) {
 
 async fn baseline_throughput(batch: usize, total: usize) -> f64 {
     let port = free_port();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--baseline-server")
-        .arg(port.to_string())
-        .spawn()
-        .unwrap();
-    wait_port(([127, 0, 0, 1], port).into());
-    let took = blast(&format!("http://127.0.0.1:{port}/events"), total, batch).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let server = Process::listening(
+        Command::new(std::env::current_exe().unwrap())
+            .arg("--baseline-server")
+            .arg(port.to_string()),
+        port,
+        "cannot run the baseline server",
+    );
+    let took = blast(
+        &format!("http://127.0.0.1:{port}/events"),
+        total,
+        CONNECTIONS,
+        batch,
+    )
+    .await;
+    drop(server);
     total as f64 / took.as_secs_f64()
 }
 
@@ -201,13 +95,11 @@ async fn baseline_throughput(batch: usize, total: usize) -> f64 {
 /// steady `rate` events/s (open loop: one request per event, on schedule).
 async fn latency(rate: usize, seconds: usize) -> (Duration, Duration, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let bus = Deskbus::start(dir.path());
-    let url = format!("http://{}/events", bus.web);
-    let client = client_builder().build().unwrap();
+    let bus = start(dir.path());
     let total = rate * seconds;
     let sent: Arc<Vec<std::sync::OnceLock<Instant>>> =
         Arc::new((0..total).map(|_| std::sync::OnceLock::new()).collect());
-    let out = bus.out.clone();
+    let out = dir.path().join("out/tickets.ndjson");
     let tail = {
         let sent = sent.clone();
         tokio::task::spawn_blocking(move || {
@@ -235,26 +127,19 @@ async fn latency(rate: usize, seconds: usize) -> (Duration, Duration, f64) {
             latencies
         })
     };
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    let mut requests = Vec::with_capacity(total);
-    for i in 0..total {
-        ticker.tick().await;
-        let (client, url, sent) = (client.clone(), url.clone(), sent.clone());
-        requests.push(tokio::spawn(async move {
-            let mut body = event(i);
-            body["data"]["seq"] = json!(i);
-            let _ = sent[i].set(Instant::now());
-            let r = client.post(&url).json(&body).send().await.unwrap();
-            assert_eq!(r.status(), 202);
-        }));
-    }
-    for r in requests {
-        r.await.unwrap();
-    }
+    common::steady_with(&bus.events_url(), rate, seconds, move |i| {
+        let mut body = event(i);
+        body["data"]["seq"] = json!(i);
+        let _ = sent[i].set(Instant::now());
+        body
+    })
+    .await;
     let mut latencies = tail.await.unwrap();
-    latencies.sort();
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    (pick(0.50), pick(0.99), bus.peak_rss_mib())
+    (
+        quantile(&mut latencies, 0.50),
+        quantile(&mut latencies, 0.99),
+        bus.peak_rss_mib(),
+    )
 }
 
 fn baseline_server(port: u16) {
@@ -282,58 +167,34 @@ fn baseline_server(port: u16) {
     });
 }
 
-fn client_builder() -> reqwest::ClientBuilder {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--baseline-server") {
         return baseline_server(args[i + 1].parse().unwrap());
     }
-    if args.iter().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` probes harness-less benches
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    common::run(async {
         println!(
             "webhook → spool → file ({} connections, spool synchronous=FULL, file fsync per batch)",
             CONNECTIONS
         );
-        println!(
-            "{:<34} {:>14} {:>14} {:>8}",
-            "measure", "deskbus", "baseline", "ratio"
-        );
+        let table = Table::new(14, "baseline");
         let mut peak_rss: f64 = 0.0;
         for (batch, total) in [(1usize, 40_000usize), (100, 200_000)] {
             let base = baseline_throughput(batch, total).await;
             let (ours, rss) = deskbus_throughput(batch, total).await;
             peak_rss = peak_rss.max(rss);
-            println!(
-                "{:<34} {:>14.0} {:>14.0} {:>8.2}",
-                format!("events/s, batch {batch}"),
-                ours,
-                base,
-                ours / base
-            );
+            table.rate(&format!("events/s, batch {batch}"), ours, base);
         }
         let (p50, p99, rss) = latency(1000, 10).await;
         peak_rss = peak_rss.max(rss);
-        println!(
-            "{:<34} {:>14.1}",
+        table.value(
             "p50 ingest→file at 1,000/s (ms)",
-            p50.as_secs_f64() * 1000.0
+            p50.as_secs_f64() * 1000.0,
         );
-        println!(
-            "{:<34} {:>14.1}",
+        table.value(
             "p99 ingest→file at 1,000/s (ms)",
-            p99.as_secs_f64() * 1000.0
+            p99.as_secs_f64() * 1000.0,
         );
-        println!("{:<34} {:>14.1}", "peak RSS of deskbus (MiB)", peak_rss);
+        table.value("peak RSS of deskbus (MiB)", peak_rss);
     });
 }
