@@ -166,7 +166,7 @@ async fn single_mode_retries_5xx_and_429_and_sends_idempotency_keys() {
         admin,
         web,
     );
-    let (code, out, _) = util_check_connect(&bus);
+    let (code, out, _) = check_connect(&bus.config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("stream out (http): ok"), "{out}");
     let ids = post_events(&bus, 500, json!(null)).await;
@@ -183,19 +183,6 @@ async fn single_mode_retries_5xx_and_429_and_sends_idempotency_keys() {
     assert_eq!(sorted(got), sorted(ids.clone()), "each event exactly once");
     assert_eq!(sorted(receiver.keys.lock().unwrap().clone()), sorted(ids));
     assert!(bus.metric("deskbus_stream_retried_events_total", "stream=\"out\"") >= 6.0);
-}
-
-fn util_check_connect(bus: &Deskbus) -> (i32, String, String) {
-    let out = std::process::Command::new(BIN)
-        .args(["check", "--connect"])
-        .arg(&bus.config)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

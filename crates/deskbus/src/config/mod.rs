@@ -439,9 +439,12 @@ fn parse_use_case(
             }
         })
         .collect();
-    if let Some((event, _)) = preset.filter(|_| events.is_empty() && !t.has("routing_keys")) {
+    if let Some((event, _)) = preset
+        .as_ref()
+        .filter(|_| events.is_empty() && !t.has("routing_keys"))
+    {
         events.push(Located {
-            value: event.to_owned(),
+            value: (*event).to_owned(),
             span: t.span.clone(),
         });
     }
@@ -490,7 +493,12 @@ fn parse_use_case(
         );
     }
     let order_key = template(t, "order_key");
-    let format = parse_format(t, preset.map(|(_, fields)| fields), general).map(|mut f| {
+    let format = parse_format(
+        t,
+        preset.as_ref().map(|(_, fields)| fields.as_slice()),
+        general,
+    )
+    .map(|mut f| {
         f.queue = queue.clone();
         f
     });

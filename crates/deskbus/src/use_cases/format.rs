@@ -139,148 +139,64 @@ impl UseCaseFormat {
     }
 }
 
-/// The seed's use cases and one per other ticket event: the events each
-/// takes and its default fields, used when the config gives none.
+/// Fields every ticket-event preset starts with (the seed's identity fields
+/// and the ticket's).
+const TICKET_FIELDS: &[&str] = &[
+    "helpdesk_code",
+    "datetime_complete",
+    "ticket_id",
+    "ticket_number",
+    "department_id",
+    "department_name",
+];
+
+/// The seed's use cases and one per other ticket event: the event each takes
+/// and its fields after [`TICKET_FIELDS`], used when the config gives none.
+/// `tickets_creation` is the seed's own, with exactly the seed's six fields.
 pub const PRESETS: &[(&str, &str, &[&str])] = &[
-    (
-        "tickets_creation",
-        "ticket.created",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "department_id",
-            "department_name",
-            "helptopic_id",
-            "helptopic_label",
-        ],
-    ),
     (
         "tickets_message",
         "ticket.message",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "user_name",
-            "user_email",
-        ],
+        &["user_name", "user_email"],
     ),
-    (
-        "tickets_response",
-        "ticket.response",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "agent_name",
-        ],
-    ),
-    (
-        "tickets_internal_note",
-        "ticket.note",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "agent_name",
-        ],
-    ),
-    (
-        "tickets_assigned",
-        "ticket.assigned",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "agent_name",
-        ],
-    ),
+    ("tickets_response", "ticket.response", &["agent_name"]),
+    ("tickets_internal_note", "ticket.note", &["agent_name"]),
+    ("tickets_assigned", "ticket.assigned", &["agent_name"]),
     (
         "tickets_transferred",
         "ticket.transferred",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "previous_department_id",
-            "previous_department_name",
-        ],
+        &["previous_department_id", "previous_department_name"],
     ),
     (
         "tickets_edited",
         "ticket.edited",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "helptopic_id",
-            "helptopic_label",
-            "changed_fields",
-        ],
+        &["helptopic_id", "helptopic_label", "changed_fields"],
     ),
-    (
-        "tickets_closed",
-        "ticket.closed",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "status_name",
-        ],
-    ),
-    (
-        "tickets_reopened",
-        "ticket.reopened",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-            "status_name",
-        ],
-    ),
-    (
-        "tickets_deleted",
-        "ticket.deleted",
-        &[
-            "helpdesk_code",
-            "datetime_complete",
-            "ticket_id",
-            "ticket_number",
-            "department_id",
-            "department_name",
-        ],
-    ),
+    ("tickets_closed", "ticket.closed", &["status_name"]),
+    ("tickets_reopened", "ticket.reopened", &["status_name"]),
+    ("tickets_deleted", "ticket.deleted", &[]),
 ];
 
-pub fn preset(name: &str) -> Option<(&'static str, &'static [&'static str])> {
-    PRESETS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, event, fields)| (*event, *fields))
+/// The seed's tickets-creation fields, in the seed's order.
+const TICKETS_CREATION: &[&str] = &[
+    "helpdesk_code",
+    "datetime_complete",
+    "department_id",
+    "department_name",
+    "helptopic_id",
+    "helptopic_label",
+];
+
+/// The event a preset use case takes, and its default fields.
+pub fn preset(name: &str) -> Option<(&'static str, Vec<&'static str>)> {
+    if name == "tickets_creation" {
+        return Some(("ticket.created", TICKETS_CREATION.to_vec()));
+    }
+    let (_, event, extra) = PRESETS.iter().find(|(n, _, _)| *n == name)?;
+    Some((
+        event,
+        TICKET_FIELDS.iter().chain(extra.iter()).copied().collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -69,40 +69,12 @@ pub fn config(
     stream_extra: &str,
     extra: &str,
 ) -> String {
-    format!(
-        r#"
-[general]
-data_dir = "{data}"
-shutdown_timeout = "5s"
-
-[admin]
-address = "{admin}"
-
-[log]
-level = "warn"
-
-[sources.web]
-type = "webhook"
-address = "{web}"
-
-[streams.out]
-{snippet}
-{stream_extra}
-
-[streams.out.retry]
-initial_backoff = "100ms"
-max_backoff = "500ms"
-
-[use_cases.tickets]
-inputs = ["web"]
-routing_keys = ["ticket.#"]
-stream = "out"
-queue = "{queue}"
-{extra}
-"#,
-        data = dir.join("data").display(),
-        snippet = kind.config_snippet(),
-    )
+    // Retries come quickly, so restarts and outages are felt within a test.
+    let stream = format!(
+        "{}\n{stream_extra}\n\n[streams.out.retry]\ninitial_backoff = \"100ms\"\nmax_backoff = \"500ms\"",
+        kind.config_snippet()
+    );
+    crate::util::config_with_stream(dir, admin, web, "", &stream, queue, extra)
 }
 
 /// Posts `events` as one request; panics unless they were accepted.

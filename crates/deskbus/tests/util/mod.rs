@@ -47,6 +47,25 @@ pub fn webhook_to_file_config(
     stream_extra: &str,
     extra: &str,
 ) -> String {
+    let stream = format!(
+        "type = \"file\"\npath = \"{}/{{queue}}.ndjson\"\n{stream_extra}",
+        dir.join("out").display()
+    );
+    config_with_stream(dir, admin, web, web_extra, &stream, "tickets", extra)
+}
+
+/// A config whose webhook `web` feeds the stream `out` (`stream` is the body
+/// of `[streams.out]`) through the use case `tickets` (every `ticket.*`
+/// event, under `queue`); `extra` is appended.
+pub fn config_with_stream(
+    dir: &Path,
+    admin: SocketAddr,
+    web: SocketAddr,
+    web_extra: &str,
+    stream: &str,
+    queue: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [general]
@@ -65,19 +84,30 @@ address = "{web}"
 {web_extra}
 
 [streams.out]
-type = "file"
-path = "{out}/{{queue}}.ndjson"
-{stream_extra}
+{stream}
 
 [use_cases.tickets]
 inputs = ["web"]
 routing_keys = ["ticket.#"]
 stream = "out"
-queue = "tickets"
+queue = "{queue}"
 {extra}
 "#,
         data = dir.join("data").display(),
-        out = dir.join("out").display(),
+    )
+}
+
+/// `deskbus check --connect PATH`: exit code, stdout and stderr.
+pub fn check_connect(path: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(["check", "--connect"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
