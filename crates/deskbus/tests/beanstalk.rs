@@ -9,7 +9,7 @@ mod util;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use conformance::{StreamKind, collect_until, events, ids, post, start_deskbus};
@@ -41,34 +41,23 @@ impl OwnServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("beanstalkd")
+        let mut command = Command::new("beanstalkd");
+        command
             .args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-b"])
             .arg(self.binlog.path())
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start beanstalkd ({e}); `scripts/services beanstalkd` installs it")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "our beanstalkd never answered on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .args(&self.args);
+        self.child = Some(conformance::spawn_server(
+            command,
+            "beanstalkd",
+            "beanstalkd",
+            self.port,
+            Duration::from_secs(10),
+        ));
     }
 
     /// kill -9: what the server wrote to its binlog is all that survives.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        conformance::kill_server(&mut self.child);
     }
 }
 

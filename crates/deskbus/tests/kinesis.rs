@@ -13,7 +13,7 @@ mod util;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -167,32 +167,21 @@ impl OwnMoto {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("moto_server")
+        let mut command = Command::new("moto_server");
+        command
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start moto_server ({e}); `scripts/services moto` installs it")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "our moto never answered on port {}",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.child = Some(conformance::spawn_server(
+            command,
+            "moto_server",
+            "moto",
+            self.port,
+            Duration::from_secs(20),
+        ));
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        conformance::kill_server(&mut self.child);
     }
 }
 

@@ -12,7 +12,7 @@ mod util;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Context};
@@ -59,7 +59,7 @@ impl OwnServer {
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
-        let child = command
+        command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -69,31 +69,19 @@ impl OwnServer {
                 "-sd",
             ])
             .arg(self.dir.path().join("store"))
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start nats-server ({e}); `scripts/services nats` installs it")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "our nats-server never answered on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .args(&self.args);
+        self.child = Some(conformance::spawn_server(
+            command,
+            "nats-server",
+            "nats",
+            self.port,
+            Duration::from_secs(10),
+        ));
     }
 
     /// kill -9: only what the server wrote to its store survives.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        conformance::kill_server(&mut self.child);
     }
 
     fn url(&self) -> String {
@@ -221,7 +209,8 @@ impl StreamKind for Nats {
                 .unwrap_or_else(|e| panic!("message {} is not JSON: {e}", message.sequence));
             let id = event["id"].as_str().expect("an event id").to_owned();
             let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
-            assert_eq!(header("Nats-Msg-Id").as_deref(), Some(id.as_str()));
+            // One entry per (event, use case): the conformance use case is `tickets`.
+            assert_eq!(header("Nats-Msg-Id"), Some(format!("{id}/tickets")));
             assert_eq!(header("Content-Type").as_deref(), Some("application/json"));
             ids.push(id);
         }

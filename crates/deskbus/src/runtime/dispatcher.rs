@@ -283,6 +283,7 @@ async fn deliver(
             Ok((queue, payload)) => {
                 deliveries.push(Delivery {
                     event_id: entry.event_id.clone(),
+                    use_case: entry.use_case.clone(),
                     queue,
                     payload,
                     content_type: format

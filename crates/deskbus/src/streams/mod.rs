@@ -171,6 +171,9 @@ pub(crate) struct Delivery {
     pub payload: Vec<u8>,
     /// What the payload is, from the use case's format (`application/json`...).
     pub content_type: String,
+    /// The use case that produced this entry: one event taken by two use
+    /// cases is two entries, which a de-duplicating server must tell apart.
+    pub use_case: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

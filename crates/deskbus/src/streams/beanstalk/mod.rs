@@ -131,6 +131,7 @@ mod tests {
 
     fn delivery(queue: &str, payload: &[u8]) -> Delivery {
         Delivery {
+            use_case: "tickets".into(),
             event_id: "id".into(),
             queue: queue.into(),
             content_type: "application/json".into(),

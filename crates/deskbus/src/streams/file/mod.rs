@@ -126,6 +126,7 @@ mod tests {
 
     fn delivery(queue: &str, payload: &str) -> Delivery {
         Delivery {
+            use_case: "tickets".into(),
             event_id: "id".into(),
             queue: queue.into(),
             content_type: "application/json".into(),

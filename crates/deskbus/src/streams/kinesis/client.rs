@@ -73,6 +73,15 @@ pub(super) fn retryable_code(code: &str) -> bool {
             // The request's date is too far from AWS's clock: the next
             // attempt is signed anew.
             | "RequestExpired"
+            | "InvalidSignatureException"
+            // Credentials that expired or lack a permission: an operator can
+            // fix them while the events wait (bounded by `retry.max_attempts`
+            // and `retry.max_age`), rather than dead-letter everything.
+            | "ExpiredTokenException"
+            | "ExpiredToken"
+            | "UnrecognizedClientException"
+            | "AccessDeniedException"
+            | "KMSAccessDeniedException"
     )
 }
 

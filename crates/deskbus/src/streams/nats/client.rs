@@ -159,8 +159,12 @@ impl Client {
                 });
             }
         };
+        // Without backpressure a publish beyond the in-flight limit fails
+        // (and is retried) instead of waiting for a slot that this very
+        // batch's unawaited acks hold: a large batch could wait forever.
         let context = jetstream::ContextBuilder::new()
             .timeout(self.config.timeout)
+            .backpressure_on_inflight(false)
             .build(client);
         Ok(Connection {
             context,

@@ -10,7 +10,7 @@ use super::subject::{check_prefix, check_stream_subject};
 ///
 /// Publishes one JetStream message per event to the subject
 /// `subject_prefix` + the use case's queue (e.g. `deskbus.tickets.sales`),
-/// with the headers `Nats-Msg-Id` (the event id: the server drops a copy it
+/// with the headers `Nats-Msg-Id` (`<event id>/<use case>`: the server drops a copy it
 /// already stored within the stream's `duplicate_window`, so a retry after a
 /// lost acknowledgement stores nothing twice) and `Content-Type`. An event
 /// is delivered only once the server's PubAck says it was stored; a batch

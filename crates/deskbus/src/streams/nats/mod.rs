@@ -43,7 +43,10 @@ impl NatsStream {
                 DeliveryError::permanent(format!("header {name} {value:?} is not valid: {e}"))
             })
         };
-        headers.insert("Nats-Msg-Id", header("Nats-Msg-Id", &delivery.event_id)?);
+        // Per entry, not per event: JetStream de-duplicates stream-wide, and
+        // the same event sent by two use cases must be stored twice.
+        let msg_id = format!("{}/{}", delivery.event_id, delivery.use_case);
+        headers.insert("Nats-Msg-Id", header("Nats-Msg-Id", &msg_id)?);
         if !delivery.content_type.is_empty() {
             headers.insert(
                 "Content-Type",
@@ -172,6 +175,7 @@ mod tests {
 
     fn delivery(queue: &str, id: &str) -> Delivery {
         Delivery {
+            use_case: "tickets".into(),
             event_id: id.into(),
             queue: queue.into(),
             content_type: "application/json".into(),
