@@ -82,6 +82,50 @@ async fn aws_call(
     Ok((status, bytes.to_vec()))
 }
 
+/// Deletes the delivery streams and streams earlier runs of these tests left
+/// on the shared moto (their names start with `deskbus-` or `conformance.`).
+async fn sweep_shared_moto() {
+    let ours = |name: &&str| name.starts_with("deskbus-") || name.starts_with("conformance.");
+    let hoses = json_call(
+        SHARED,
+        "firehose",
+        "Firehose_20150804.ListDeliveryStreams",
+        json!({"Limit": 10000}),
+    )
+    .await;
+    for name in hoses["DeliveryStreamNames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(ours)
+    {
+        json_call(
+            SHARED,
+            "firehose",
+            "Firehose_20150804.DeleteDeliveryStream",
+            json!({"DeliveryStreamName": name}),
+        )
+        .await;
+    }
+    let streams = json_call(SHARED, "kinesis", "Kinesis_20131202.ListStreams", json!({})).await;
+    for name in streams["StreamNames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(ours)
+    {
+        json_call(
+            SHARED,
+            "kinesis",
+            "Kinesis_20131202.DeleteStream",
+            json!({"StreamName": name}),
+        )
+        .await;
+    }
+}
+
 /// A JSON 1.1 call; panics unless it succeeds.
 async fn json_call(endpoint: &str, service: &str, target: &str, body: Value) -> Value {
     let (status, answer) = aws_call(
@@ -245,6 +289,11 @@ impl Kinesis {
         if std::net::TcpStream::connect("127.0.0.1:4566").is_err() {
             moto_missing(SHARED);
         }
+        // moto keeps everything in memory and allows 50 delivery streams:
+        // streams left by earlier runs of this suite are removed once per
+        // run, before any test of this run creates its own.
+        static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        SWEPT.get_or_init(|| sweep_shared_moto()).await;
         Kinesis::new(service, SHARED.to_owned(), None).await
     }
 
