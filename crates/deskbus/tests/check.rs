@@ -212,3 +212,52 @@ fn constant_queues_follow_the_stream_naming_rules() {
     let (code, _, stderr) = check(&text.replace("queue = \"-tickets\"", "queue = \"t.{x}\""));
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// README's first command: the quickstart runs with no external service and
+/// its demo tickets reach the file stream.
+#[test]
+fn the_quickstart_runs_and_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/quickstart.toml"
+    ))
+    .unwrap();
+    // Free ports, so the test never meets a quickstart someone is running.
+    let (admin, web) = (util::free_port(), util::free_port());
+    let config = quickstart
+        .replace("127.0.0.1:9680", &format!("127.0.0.1:{admin}"))
+        .replace("127.0.0.1:9681", &format!("127.0.0.1:{web}"));
+    assert_ne!(
+        config, quickstart,
+        "the quickstart's ports moved; update this test"
+    );
+    std::fs::write(dir.path().join("quickstart.toml"), config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "quickstart.toml"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = dir.path().join("deskbus-out/tickets.ndjson");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let found = loop {
+        let lines = std::fs::read_to_string(&out).unwrap_or_default();
+        if lines.contains("\"name\":\"ticket.created\"") {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(found, "no demo ticket in {}", out.display());
+    assert!(status.success(), "{status}");
+    assert!(dir.path().join("deskbus-data/spool.db").exists());
+}
