@@ -293,7 +293,7 @@ impl Kinesis {
         // streams left by earlier runs of this suite are removed once per
         // run, before any test of this run creates its own.
         static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-        SWEPT.get_or_init(|| sweep_shared_moto()).await;
+        SWEPT.get_or_init(sweep_shared_moto).await;
         Kinesis::new(service, SHARED.to_owned(), None).await
     }
 
