@@ -261,3 +261,23 @@ fn the_quickstart_runs_and_delivers() {
     assert!(status.success(), "{status}");
     assert!(dir.path().join("deskbus-data/spool.db").exists());
 }
+
+/// An `amq.` exchange belongs to the broker: only passive use is valid.
+#[test]
+fn reserved_amqp_exchanges_must_be_passive() {
+    let text = VALID.replace(
+        "type = \"file\"\npath = \"./o/{queue}.ndjson\"",
+        "type = \"amqp\"\nexchange = \"amq.topic\"",
+    );
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("\"amq.topic\" is reserved by the broker"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(&text.replace(
+        "exchange = \"amq.topic\"",
+        "exchange = \"amq.topic\"\ndeclare = \"passive\"",
+    ));
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -126,6 +126,17 @@ impl AmqpConfig {
                 other => Err(format!("{other:?} is not \"declare\" or \"passive\"")),
             })
             .unwrap_or(d.declare);
+        // RabbitMQ refuses (403) to declare an `amq.` exchange: every
+        // delivery would be retried forever. Such exchanges exist already.
+        if exchange.starts_with("amq.") && declare == Declare::Declare {
+            t.ctx.error(
+                t.key_span("exchange"),
+                format!(
+                    "`{}`: {exchange:?} is reserved by the broker and cannot be declared; set `declare = \"passive\"`",
+                    t.path("exchange")
+                ),
+            );
+        }
         let mandatory = t.bool_or("mandatory", d.mandatory);
         let persistent = t.bool_or("persistent", d.persistent);
         let mut headers = Vec::new();
