@@ -284,6 +284,7 @@ async fn deliver(
                 deliveries.push(Delivery {
                     event_id: entry.event_id.clone(),
                     use_case: entry.use_case.clone(),
+                    order_key: entry.order_key.clone(),
                     queue,
                     payload,
                     content_type: format

@@ -174,6 +174,9 @@ pub(crate) struct Delivery {
     /// The use case that produced this entry: one event taken by two use
     /// cases is two entries, which a de-duplicating server must tell apart.
     pub use_case: String,
+    /// Entries with the same key are delivered in order (a ticket's events);
+    /// a partitioned stream keeps them in one partition.
+    pub order_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -259,6 +259,7 @@ mod tests {
     fn delivery(queue: &str) -> Delivery {
         Delivery {
             use_case: "tickets".into(),
+            order_key: "ticket:1".into(),
             event_id: "0197a3c0-0000-7000-8000-000000000000".into(),
             queue: queue.into(),
             content_type: "application/json".into(),

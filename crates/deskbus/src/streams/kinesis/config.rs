@@ -9,7 +9,8 @@ use crate::config::walker::Table;
 /// Puts events into Amazon Kinesis Data Firehose (`PutRecordBatch`; the use
 /// case's queue is the delivery stream name, 1 to 64 of `[a-zA-Z0-9_.-]`) or
 /// Kinesis Data Streams (`PutRecords`; the queue is the stream name, 1 to 128
-/// of the same characters, and the event id is the partition key, so events
+/// of the same characters, and the use case's order key is the partition
+/// key: one ticket's events stay on one shard, in order, while tickets
 /// spread over the shards). Any other name sends the event to dead letters.
 ///
 /// Batches stay within the services' limits, counted after base64: at most

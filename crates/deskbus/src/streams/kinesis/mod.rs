@@ -179,7 +179,7 @@ impl KinesisStream {
                 data,
                 partition_key: match self.service {
                     Service::Firehose => None,
-                    Service::DataStreams => Some(&delivery.event_id),
+                    Service::DataStreams => Some(&delivery.order_key),
                 },
                 members: vec![i],
             });
@@ -529,6 +529,7 @@ mod tests {
     fn delivery(queue: &str, payload: &[u8]) -> Delivery {
         Delivery {
             use_case: "tickets".into(),
+            order_key: "ticket:1".into(),
             event_id: uuid::Uuid::now_v7().to_string(),
             queue: queue.into(),
             content_type: "application/json".into(),
@@ -573,16 +574,16 @@ mod tests {
     }
 
     #[test]
-    fn data_streams_records_are_the_payload_keyed_by_event_id() {
+    fn data_streams_records_are_the_payload_keyed_by_order_key() {
         let stream = KinesisStream::new(Service::DataStreams, config(false)).unwrap();
         let batch = vec![delivery("s", b"{\"a\":1}")];
         let records = stream.records(&batch, &[0]);
         assert_eq!(records[0].data, b"{\"a\":1}");
-        assert_eq!(records[0].partition_key, Some(batch[0].event_id.as_str()));
+        assert_eq!(records[0].partition_key, Some(batch[0].order_key.as_str()));
         let body: serde_json::Value = serde_json::from_slice(&stream.body("s", &records)).unwrap();
         assert_eq!(body["StreamName"], "s");
         assert_eq!(body["Records"][0]["Data"], "eyJhIjoxfQ==");
-        assert_eq!(body["Records"][0]["PartitionKey"], batch[0].event_id);
+        assert_eq!(body["Records"][0]["PartitionKey"], batch[0].order_key);
     }
 
     #[test]

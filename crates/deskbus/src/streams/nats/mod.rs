@@ -176,6 +176,7 @@ mod tests {
     fn delivery(queue: &str, id: &str) -> Delivery {
         Delivery {
             use_case: "tickets".into(),
+            order_key: "ticket:1".into(),
             event_id: id.into(),
             queue: queue.into(),
             content_type: "application/json".into(),
