@@ -292,7 +292,7 @@ pub fn spawn_server(
     port: u16,
     wait: Duration,
 ) -> std::process::Child {
-    let child = command
+    let mut child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -300,14 +300,23 @@ pub fn spawn_server(
             panic!("cannot start {name} ({e}); `scripts/services {service}` installs it")
         });
     let deadline = Instant::now() + wait;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
+        // Ours must still run: one that could not bind has exited, and what
+        // answers on the port would be somebody else.
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "our {name} exited ({status}) before answering on port {port}; is the port taken?"
+            );
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
         assert!(
             Instant::now() < deadline,
             "our {name} never answered on port {port}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
 }
 
 /// kill -9 a test's own server, if it runs: only what it stored survives.

@@ -20,12 +20,23 @@ pub fn http_client() -> reqwest::Client {
     http_client_builder().build().unwrap()
 }
 
+/// A loopback port nothing listens on, never handed out twice in this
+/// process: tests run in parallel, and two of them must not pick the same
+/// port for a server and a webhook between choosing it and binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Deskbus {
@@ -249,6 +260,15 @@ impl Deskbus {
 impl Drop for Deskbus {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what deskbus said, before its directory goes.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of deskbus.log ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
