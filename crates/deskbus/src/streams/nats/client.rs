@@ -202,8 +202,8 @@ impl Client {
         Ok(())
     }
 
-    /// Sends every message, then awaits every PubAck, all within one
-    /// `timeout` from the last send. One result per message, in order.
+    /// Sends every message within one `timeout`, then awaits every PubAck
+    /// within one `timeout` from the last send. One result per message, in order.
     pub(super) async fn publish(
         &self,
         context: &Context,
@@ -211,11 +211,31 @@ impl Client {
     ) -> Vec<Result<PublishAck, PublishError>> {
         let mut pending: Vec<Result<PublishAckFuture, PublishError>> =
             Vec::with_capacity(messages.len());
+        // Sending can block too (a full outgoing buffer while the server is
+        // down): one deadline for all sends, and once it passes the rest of
+        // the batch fails at once instead of costing `timeout` each.
+        let send_deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut timed_out = false;
         for message in messages {
+            if timed_out {
+                pending.push(Err(PublishError::new(PublishErrorKind::TimedOut)));
+                continue;
+            }
             let publish = PublishMessage::build()
                 .payload(message.payload.into())
                 .headers(message.headers);
-            pending.push(context.send_publish(message.subject, publish).await);
+            match tokio::time::timeout_at(
+                send_deadline,
+                context.send_publish(message.subject, publish),
+            )
+            .await
+            {
+                Ok(sent) => pending.push(sent),
+                Err(_) => {
+                    timed_out = true;
+                    pending.push(Err(PublishError::new(PublishErrorKind::TimedOut)));
+                }
+            }
         }
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let mut results = Vec::with_capacity(pending.len());
