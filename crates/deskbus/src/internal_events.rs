@@ -172,6 +172,12 @@ impl ComponentFailed<'_> {
     }
 }
 
+/// An error with its whole source chain, `a: b: c`, for reasons that end up
+/// in logs, retries and dead letters.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    ErrorChain(error).to_string()
+}
+
 /// Displays an error with its whole source chain: `a: b: c`.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 

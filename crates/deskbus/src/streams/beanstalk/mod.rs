@@ -10,6 +10,7 @@ pub use config::BeanstalkConfig;
 use pool::Pool;
 
 use super::{BoxFuture, Delivery, DeliveryError, Stream};
+use crate::internal_events::error_chain;
 
 pub(crate) struct BeanstalkStream {
     config: BeanstalkConfig,
@@ -60,9 +61,9 @@ impl BeanstalkStream {
             // The server refused what we sent as malformed: sending the same
             // bytes again would be refused again.
             Err(error @ (Error::BadFormat | Error::ExpectedCrlf | Error::UnknownCommand)) => {
-                Err(DeliveryError::permanent(chain(&error)))
+                Err(DeliveryError::permanent(error_chain(&error)))
             }
-            Err(error) => Err(DeliveryError::retryable(chain(&error))),
+            Err(error) => Err(DeliveryError::retryable(error_chain(&error))),
         }
     }
 }
@@ -99,8 +100,8 @@ impl Stream for BeanstalkStream {
 
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let mut conn = self.pool.connect().await.map_err(|e| chain(&e))?;
-            let stats = conn.stats().await.map_err(|e| chain(&e))?;
+            let mut conn = self.pool.connect().await.map_err(|e| error_chain(&e))?;
+            let stats = conn.stats().await.map_err(|e| error_chain(&e))?;
             if stats.get("draining") == Some("true") {
                 return Err(format!(
                     "beanstalkd at {} is draining and takes no new jobs",
@@ -111,18 +112,6 @@ impl Stream for BeanstalkStream {
             Ok(())
         })
     }
-}
-
-/// An error and its sources, for a dead letter's or a retry's reason.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{BoxFuture, Delivery, DeliveryError, Stream};
+use crate::internal_events::error_chain;
 
 pub(crate) struct HttpStream {
     config: HttpConfig,
@@ -128,17 +129,6 @@ async fn classify(response: reqwest::Response) -> Result<(), DeliveryError> {
         ))),
         _ => Err(DeliveryError::permanent(reason)),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The URL without its user-info, for messages (they reach logs and dead letters).

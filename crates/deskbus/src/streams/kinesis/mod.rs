@@ -16,6 +16,7 @@ use client::{CallError, Client, base64_encode, base64_len, retryable_code};
 pub use config::KinesisConfig;
 
 use super::{BoxFuture, Delivery, DeliveryError, Stream, all_failed};
+use crate::internal_events::error_chain;
 
 /// Which Kinesis service a stream puts records into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +268,7 @@ impl KinesisStream {
     }
 
     fn classify(&self, error: &CallError) -> DeliveryError {
-        let reason = format!("{}: {}", self.service.label(), chain(error));
+        let reason = format!("{}: {}", self.service.label(), error_chain(error));
         match error.is_retryable() {
             true => DeliveryError::retryable(reason),
             false => DeliveryError::permanent(reason),
@@ -395,7 +396,7 @@ impl Stream for KinesisStream {
                 .call(self.service.list_target(), b"{\"Limit\":1}".to_vec())
                 .await
                 .map(|_| ())
-                .map_err(|e| chain(&e))
+                .map_err(|e| error_chain(&e))
         })
     }
 }
@@ -492,18 +493,6 @@ fn profile_section(text: &str, profile: &str) -> IndexMap<String, String> {
         }
     }
     keys
-}
-
-/// An error and its sources, for a dead letter's or a retry's reason.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
