@@ -487,18 +487,12 @@ async fn unroutable_events_go_to_dead_letters_and_the_rest_flows() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let line_of = |id: &serde_json::Value| {
-        list.lines()
-            .find(|l| l.contains(id.as_str().unwrap()))
-            .unwrap_or_else(|| panic!("{id} is not a dead letter:\n{list}"))
-            .to_owned()
-    };
-    let line = line_of(&unroutable["id"]);
+    let line = conformance::dead_letter_line(&list, &unroutable["id"]);
     assert!(
         line.contains("unroutable") && line.contains("312 NO_ROUTE"),
         "{line}"
     );
-    let line = line_of(&too_long["id"]);
+    let line = conformance::dead_letter_line(&list, &too_long["id"]);
     assert!(line.contains("longer than AMQP's 255"), "{line}");
     assert!(list.contains("2 dead letters"), "{list}");
     assert!(kind.take("tickets.sales").is_empty());

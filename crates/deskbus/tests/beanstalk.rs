@@ -314,15 +314,9 @@ async fn poison_events_go_to_dead_letters_and_the_rest_flows() {
 
     let (code, list, stderr) = bus.cli(&["dlq", "list"]);
     assert_eq!(code, 0, "{stderr}");
-    let line_of = |id: &serde_json::Value| {
-        list.lines()
-            .find(|l| l.contains(id.as_str().unwrap()))
-            .unwrap_or_else(|| panic!("{id} is not a dead letter:\n{list}"))
-            .to_owned()
-    };
-    let line = line_of(&too_big["id"]);
+    let line = conformance::dead_letter_line(&list, &too_big["id"]);
     assert!(line.contains("JOB_TOO_BIG"), "{line}");
-    let line = line_of(&bad_tube["id"]);
+    let line = conformance::dead_letter_line(&list, &bad_tube["id"]);
     assert!(
         line.contains("tube name \"tickets.sales and support\""),
         "{line}"

@@ -655,17 +655,11 @@ async fn poison_events_go_to_dead_letters_and_the_rest_flows() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let line_of = |id: &Value| {
-            list.lines()
-                .find(|l| l.contains(id.as_str().unwrap()))
-                .unwrap_or_else(|| panic!("{id} is not a dead letter:\n{list}"))
-                .to_owned()
-        };
-        let line = line_of(&too_big["id"]);
+        let line = conformance::dead_letter_line(&list, &too_big["id"]);
         assert!(line.contains("bytes is larger than a"), "{line}");
-        let line = line_of(&bad_name["id"]);
+        let line = conformance::dead_letter_line(&list, &bad_name["id"]);
         assert!(line.contains("\"sales and support\""), "{line}");
-        let line = line_of(&no_stream["id"]);
+        let line = conformance::dead_letter_line(&list, &no_stream["id"]);
         assert!(line.contains("ResourceNotFoundException"), "{line}");
         assert!(list.contains("3 dead letters"), "{list}");
     }

@@ -356,19 +356,13 @@ async fn poison_events_go_to_dead_letters_and_the_rest_flows() {
 
     let (code, list, stderr) = bus.cli(&["dlq", "list"]);
     assert_eq!(code, 0, "{stderr}");
-    let line_of = |id: &serde_json::Value| {
-        list.lines()
-            .find(|l| l.contains(id.as_str().unwrap()))
-            .unwrap_or_else(|| panic!("{id} is not a dead letter:\n{list}"))
-            .to_owned()
-    };
-    let line = line_of(&too_big["id"]);
+    let line = conformance::dead_letter_line(&list, &too_big["id"]);
     assert!(line.contains("max_payload"), "{line}");
-    let line = line_of(&spaces["id"]);
+    let line = conformance::dead_letter_line(&list, &spaces["id"]);
     assert!(line.contains("whitespace"), "{line}");
-    let line = line_of(&wildcard["id"]);
+    let line = conformance::dead_letter_line(&list, &wildcard["id"]);
     assert!(line.contains("wildcards"), "{line}");
-    let line = line_of(&empty_token["id"]);
+    let line = conformance::dead_letter_line(&list, &empty_token["id"]);
     assert!(line.contains("empty token"), "{line}");
     assert!(list.contains("4 dead letters"), "{list}");
 }

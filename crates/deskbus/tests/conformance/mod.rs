@@ -326,3 +326,13 @@ pub fn kill_server(child: &mut Option<std::process::Child>) {
         let _ = child.wait();
     }
 }
+
+/// The `deskbus dlq list` line of the event `id`; panics, showing the list,
+/// when the event is not a dead letter.
+pub fn dead_letter_line(list: &str, id: &Value) -> String {
+    let id = id.as_str().expect("an event id");
+    list.lines()
+        .find(|l| l.contains(id))
+        .unwrap_or_else(|| panic!("{id} is not a dead letter:\n{list}"))
+        .to_owned()
+}
