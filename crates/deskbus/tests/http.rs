@@ -117,7 +117,6 @@ fn config(
 }
 
 async fn post_events(bus: &Deskbus, n: usize, extra: Value) -> Vec<String> {
-    let client = http_client();
     let mut ids = Vec::new();
     for chunk in 0..n.div_ceil(100) {
         let events: Vec<Value> = (0..100.min(n - chunk * 100))
@@ -129,16 +128,7 @@ async fn post_events(bus: &Deskbus, n: usize, extra: Value) -> Vec<String> {
                 e
             })
             .collect();
-        assert_eq!(
-            client
-                .post(bus.url())
-                .json(&events)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            202
-        );
+        post(bus, &events).await;
     }
     ids
 }
@@ -265,20 +255,10 @@ async fn json_array_mode_batches_by_queue() {
     let text = config(dir.path(), admin, web, sink, "json_array")
         .replace("queue = \"tickets\"", "queue = \"dept {department:-none}\"");
     let bus = Deskbus::start(dir.path(), &text, admin, web);
-    let client = http_client();
     let events: Vec<Value> = (0..300)
         .map(|i| json!({"id": uuid7(), "name": "ticket.created", "data": {"ticket_id": i, "department": if i % 2 == 0 { "sales" } else { "support/2" }}}))
         .collect();
-    assert_eq!(
-        client
-            .post(bus.url())
-            .json(&events)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
+    post(&bus, &events).await;
     wait_for(Duration::from_secs(20), "300 events", || {
         receiver
             .received

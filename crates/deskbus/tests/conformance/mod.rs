@@ -77,22 +77,7 @@ pub fn config(
     crate::util::config_with_stream(dir, admin, web, "", &stream, queue, extra)
 }
 
-/// Posts `events` as one request; panics unless they were accepted.
-pub async fn post(bus: &Deskbus, events: &[Value]) {
-    post_to(bus.url(), events.to_vec()).await
-}
-
-/// [`post`] with owned arguments, for spawned tasks.
-pub async fn post_to(url: String, events: Vec<Value>) {
-    let response = crate::util::http_client()
-        .post(url)
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    assert_eq!(status, 202, "{}", response.text().await.unwrap_or_default());
-}
+pub use crate::util::{post, post_to};
 
 /// `n` new `ticket.created` events, tickets numbered from `first`.
 pub fn events(n: usize, first: u64) -> Vec<Value> {

@@ -331,3 +331,15 @@ pub fn uuid7() -> String {
 pub fn event(id: &str, ticket: u64) -> serde_json::Value {
     serde_json::json!({"id": id, "name": "ticket.created", "data": {"ticket_id": ticket, "subject": "printer"}})
 }
+
+/// Posts `events` as one request; panics unless they were accepted.
+pub async fn post(bus: &Deskbus, events: &[serde_json::Value]) {
+    post_to(bus.url(), events.to_vec()).await
+}
+
+/// [`post`] with owned arguments, for spawned tasks.
+pub async fn post_to(url: String, events: Vec<serde_json::Value>) {
+    let response = http_client().post(url).json(&events).send().await.unwrap();
+    let status = response.status();
+    assert_eq!(status, 202, "{}", response.text().await.unwrap_or_default());
+}
