@@ -116,6 +116,10 @@ pub enum SpoolError {
     Closed,
     #[error("no dead letter with id {0}")]
     NoSuchDeadLetter(i64),
+    #[error(
+        "dead letter {0} is input a source could not read, not an event; fix the producer and drop it"
+    )]
+    NotReplayable(i64),
 }
 
 /// A delivery to queue.
@@ -153,6 +157,10 @@ impl NewEntry {
 
 /// An event refused before it could be queued (e.g. a queue template named a
 /// missing field): it goes straight to the dead-letter store.
+///
+/// A source's dead letter (malformed input that never became an event) has
+/// an empty `stream` and `queue`, the source id as `use_case` and the raw
+/// input as `payload`. It can be listed and dropped, never retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeadLetter {
     pub entry: NewEntry,
@@ -325,6 +333,18 @@ impl Spool {
     /// Moves dead letters back into their streams' queues, with their attempt
     /// count reset and their event id kept. Returns how many moved.
     pub async fn retry_dead_letters(&self, which: DeadLetterSelector) -> Result<u64, SpoolError> {
+        if let DeadLetterSelector::One(id) = which {
+            let stream: Option<String> = lock(&self.inner.reader)
+                .query_row(
+                    "SELECT stream FROM dead_letters WHERE id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if stream.as_deref() == Some("") {
+                return Err(SpoolError::NotReplayable(id));
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let one = single(&which);
         self.send(Command::RetryDead { which, reply: tx })?;

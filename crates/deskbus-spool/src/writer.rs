@@ -334,6 +334,9 @@ fn retry_dead(
     woken: &mut BTreeSet<String>,
 ) -> rusqlite::Result<u64> {
     let (clause, arg) = selector(which);
+    // A source's dead letter (no stream) is raw input that never became an
+    // event: there is nothing to replay it into, so it stays until dropped.
+    let clause = format!("({clause}) AND stream <> ''");
     {
         let mut streams = tx.prepare(&format!(
             "SELECT DISTINCT stream FROM dead_letters WHERE {clause}"

@@ -191,6 +191,46 @@ fn dropping_dead_letters_by_stream() {
 }
 
 #[test]
+fn a_source_dead_letter_is_kept_by_retry_and_refused_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    let batch = AppendBatch {
+        dead_letters: vec![
+            NewDeadLetter {
+                entry: NewEntry::new("", "bus", "", "", "raw-1", b"not json".to_vec()),
+                reason: "malformed body".into(),
+            },
+            NewDeadLetter {
+                entry: entry("k", "x"),
+                reason: "missing field".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    rt().block_on(spool.append(batch)).unwrap();
+    let raw = spool
+        .dead_letters(None, 10)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.stream.is_empty())
+        .unwrap();
+    let refused = rt().block_on(spool.retry_dead_letters(DeadLetterSelector::One(raw.id)));
+    assert!(
+        matches!(refused, Err(SpoolError::NotReplayable(id)) if id == raw.id),
+        "{refused:?}"
+    );
+    // Retrying everything moves the event, and leaves the raw input alone.
+    let moved = rt()
+        .block_on(spool.retry_dead_letters(DeadLetterSelector::All))
+        .unwrap();
+    assert_eq!(moved, 1);
+    let left = spool.dead_letters(None, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].payload, b"not json");
+    assert_eq!(spool.stats().unwrap().streams["out"].depth, 1);
+}
+
+#[test]
 fn a_resent_event_is_not_queued_twice() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);

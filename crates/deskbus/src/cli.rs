@@ -293,10 +293,17 @@ fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
                 "id", "stream", "use case", "event id", "attempts"
             )?;
             for d in &letters {
+                // A source's dead letter has no stream: it is input that
+                // never became an event (see `RejectedInput`).
+                let (stream, use_case) = if d.stream.is_empty() {
+                    ("(source)", format!("{} (input)", d.use_case))
+                } else {
+                    (d.stream.as_str(), d.use_case.clone())
+                };
                 writeln!(
                     out,
                     "{:>6}  {:<12} {:<16} {:<36} {:>8}  {}",
-                    d.id, d.stream, d.use_case, d.event_id, d.attempts, d.reason
+                    d.id, stream, use_case, d.event_id, d.attempts, d.reason
                 )?;
             }
             writeln!(

@@ -2,8 +2,14 @@
 //! turns it into [`Event`]s and hands them to [`Ingest`], which commits them
 //! to the spool before the source acknowledges anything upstream.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(feature = "beanstalk")]
+pub mod beanstalk;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "osticket")]
+pub mod osticket;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -19,6 +25,12 @@ pub enum SourceConfig {
     Webhook(webhook::WebhookConfig),
     #[cfg(feature = "demo")]
     Demo(demo::DemoConfig),
+    #[cfg(feature = "amqp")]
+    Amqp(amqp::AmqpSourceConfig),
+    #[cfg(feature = "beanstalk")]
+    Beanstalk(beanstalk::BeanstalkSourceConfig),
+    #[cfg(feature = "osticket")]
+    Osticket(osticket::OsticketSourceConfig),
 }
 
 /// Source types compiled into this binary.
@@ -27,6 +39,12 @@ pub const SOURCE_TYPES: &[&str] = &[
     "webhook",
     #[cfg(feature = "demo")]
     "demo",
+    #[cfg(feature = "amqp")]
+    "amqp",
+    #[cfg(feature = "beanstalk")]
+    "beanstalk",
+    #[cfg(feature = "osticket")]
+    "osticket",
 ];
 
 impl SourceConfig {
@@ -36,6 +54,12 @@ impl SourceConfig {
             SourceConfig::Webhook(_) => "webhook",
             #[cfg(feature = "demo")]
             SourceConfig::Demo(_) => "demo",
+            #[cfg(feature = "amqp")]
+            SourceConfig::Amqp(_) => "amqp",
+            #[cfg(feature = "beanstalk")]
+            SourceConfig::Beanstalk(_) => "beanstalk",
+            #[cfg(feature = "osticket")]
+            SourceConfig::Osticket(_) => "osticket",
         }
     }
 }
@@ -47,6 +71,14 @@ pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<SourceConfig> {
         "webhook" => webhook::WebhookConfig::from_table(t).map(SourceConfig::Webhook),
         #[cfg(feature = "demo")]
         "demo" => demo::DemoConfig::from_table(t).map(SourceConfig::Demo),
+        #[cfg(feature = "amqp")]
+        "amqp" => amqp::AmqpSourceConfig::from_table(t).map(SourceConfig::Amqp),
+        #[cfg(feature = "beanstalk")]
+        "beanstalk" => {
+            beanstalk::BeanstalkSourceConfig::from_table(t).map(SourceConfig::Beanstalk)
+        }
+        #[cfg(feature = "osticket")]
+        "osticket" => osticket::OsticketSourceConfig::from_table(t).map(SourceConfig::Osticket),
         other => {
             t.ctx
                 .error(kind.span, unknown_type("source", other, SOURCE_TYPES));
@@ -88,5 +120,11 @@ pub(crate) async fn run(config: SourceConfig, ctx: SourceContext) -> Result<(), 
             demo::run(config, ctx).await;
             Ok(())
         }
+        #[cfg(feature = "amqp")]
+        SourceConfig::Amqp(config) => amqp::run(config, ctx).await,
+        #[cfg(feature = "beanstalk")]
+        SourceConfig::Beanstalk(config) => beanstalk::run(config, ctx).await,
+        #[cfg(feature = "osticket")]
+        SourceConfig::Osticket(config) => osticket::run(config, ctx).await,
     }
 }

@@ -15,6 +15,8 @@ pub mod http;
 pub mod kinesis;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "osticket")]
+pub mod osticket;
 pub mod stdout;
 
 use std::future::Future;
@@ -43,6 +45,8 @@ pub enum StreamConfig {
     KinesisStreams(kinesis::KinesisConfig),
     #[cfg(feature = "nats")]
     Nats(nats::NatsConfig),
+    #[cfg(feature = "osticket")]
+    Osticket(osticket::OsticketStreamConfig),
     Stdout(stdout::StdoutConfig),
 }
 
@@ -62,6 +66,8 @@ pub const STREAM_TYPES: &[&str] = &[
     "kinesis_streams",
     #[cfg(feature = "nats")]
     "nats",
+    #[cfg(feature = "osticket")]
+    "osticket",
     "stdout",
 ];
 
@@ -82,6 +88,8 @@ impl StreamConfig {
             StreamConfig::KinesisStreams(_) => "kinesis_streams",
             #[cfg(feature = "nats")]
             StreamConfig::Nats(_) => "nats",
+            #[cfg(feature = "osticket")]
+            StreamConfig::Osticket(_) => "osticket",
             StreamConfig::Stdout(_) => "stdout",
         }
     }
@@ -126,6 +134,10 @@ impl StreamConfig {
             )?),
             #[cfg(feature = "nats")]
             StreamConfig::Nats(config) => Box::new(nats::NatsStream::new(config.clone())?),
+            #[cfg(feature = "osticket")]
+            StreamConfig::Osticket(config) => {
+                Box::new(osticket::OsticketStream::new(config.clone())?)
+            }
             StreamConfig::Stdout(config) => Box::new(stdout::StdoutStream::new(config.clone())),
         })
     }
@@ -150,6 +162,8 @@ pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<StreamConfig> {
             .map(StreamConfig::KinesisStreams),
         #[cfg(feature = "nats")]
         "nats" => nats::NatsConfig::from_table(t).map(StreamConfig::Nats),
+        #[cfg(feature = "osticket")]
+        "osticket" => osticket::OsticketStreamConfig::from_table(t).map(StreamConfig::Osticket),
         "stdout" => stdout::StdoutConfig::from_table(t).map(StreamConfig::Stdout),
         other => {
             t.ctx

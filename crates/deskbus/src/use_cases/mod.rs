@@ -47,6 +47,19 @@ pub enum IngestError {
     Spool(#[from] SpoolError),
 }
 
+/// Input a source received but could not turn into an event (a malformed
+/// body, an unknown envelope). It is kept as a source dead letter: listed by
+/// `deskbus dlq list`, never replayed (there is no event to replay).
+#[derive(Debug, Clone)]
+pub struct RejectedInput {
+    /// Where the input came from upstream, for the operator: an AMQP message
+    /// id or delivery tag, a Beanstalk job id...
+    pub input_id: String,
+    pub raw: Vec<u8>,
+    /// Why it was refused, in words an operator can act on.
+    pub reason: String,
+}
+
 struct Route {
     name: String,
     config: UseCaseConfig,
@@ -108,10 +121,45 @@ impl Ingest {
         cursor: Option<(String, String)>,
         unmatched: Unmatched,
     ) -> Result<(), IngestError> {
+        self.submit_with_rejects(source, events, Vec::new(), cursor, unmatched)
+            .await
+    }
+
+    /// Like [`Ingest::submit`], and commits `rejected` input (what the source
+    /// could not turn into events) to dead letters in the same transaction, so
+    /// the source can acknowledge all of it upstream without a redelivery loop.
+    pub async fn submit_with_rejects(
+        &self,
+        source: &str,
+        events: &[Event],
+        rejected: Vec<RejectedInput>,
+        cursor: Option<(String, String)>,
+        unmatched: Unmatched,
+    ) -> Result<(), IngestError> {
         let mut batch = AppendBatch {
             cursor,
             ..AppendBatch::default()
         };
+        for input in rejected {
+            EventsRejected {
+                source,
+                count: 1,
+                reason: "malformed",
+            }
+            .emit();
+            tracing::warn!(source, input_id = %input.input_id, reason = %input.reason, "input sent to dead letters");
+            batch.dead_letters.push(NewDeadLetter {
+                entry: NewEntry {
+                    stream: String::new(),
+                    use_case: source.to_owned(),
+                    queue: String::new(),
+                    order_key: String::new(),
+                    event_id: input.input_id,
+                    payload: input.raw,
+                },
+                reason: input.reason,
+            });
+        }
         let mut dropped = 0;
         for event in events {
             let mut routed = false;
