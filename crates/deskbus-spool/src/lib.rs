@@ -16,6 +16,7 @@
 //! | `entries` | one pending delivery: `seq`, `stream`, `use_case`, `queue`, `order_key`, `event_id`, `payload`, `enqueued_at`, `attempts`, `next_attempt_at`, `last_error` | append, complete |
 //! | `dead_letters` | an entry that will not be retried on its own: the entry's columns plus `failed_at` and `reason` | complete, append (rejected at routing), dlq commands |
 //! | `cursors` | `source → value` (the position a source has durably consumed up to) | append |
+//! | `links` | `(namespace, local_id) → remote_id` (what a remote system called an entry it took, e.g. a ticket number) | [`Spool::put_link`] |
 //!
 //! # Invariants
 //!
@@ -39,6 +40,12 @@
 //!    command waiting for it into one transaction (group commit). This is what
 //!    makes fsync'd commits fast: the cost of a commit is shared by everyone
 //!    who queued while the previous one was on disk.
+//! 7. **Outcomes are durable lazily.** With [`SyncMode::Full`], a group that
+//!    holds only delivery outcomes ([`Spool::complete`]) commits without an
+//!    fsync (`synchronous=NORMAL`). The WAL is written in order, so the next
+//!    fsync'd commit (any append) makes those outcomes durable with it, and a
+//!    process crash loses nothing. A power loss may undo the latest outcomes:
+//!    those entries are then delivered again (at least once), never lost.
 //!
 //! # Example
 //!
@@ -299,7 +306,7 @@ impl Spool {
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || {
-                writer::run(writer_conn, rx, options.max_group, stats, move |streams| {
+                writer::run(writer_conn, rx, options.max_group, options.sync, stats, move |streams| {
                     for stream in streams {
                         waker_for(&wakers, stream).notify_one();
                     }
@@ -472,6 +479,41 @@ impl Spool {
                 row.get(0)
             })?,
         )
+    }
+
+    /// Records that `local_id` is `remote_id` in the system `namespace`
+    /// names (e.g. `osticket:helpdesk`, an event id, a ticket number),
+    /// replacing an earlier link. Committed (and synced) before it returns.
+    ///
+    /// Written on the reader connection, outside the writer's group commit,
+    /// like [`Spool::meta_or_insert`]: links are rare and must be durable on
+    /// their own, before the entry's outcome is recorded.
+    pub fn put_link(
+        &self,
+        namespace: &str,
+        local_id: &str,
+        remote_id: &str,
+    ) -> Result<(), SpoolError> {
+        let conn = lock(&self.inner.reader);
+        conn.execute(
+            "INSERT INTO links(namespace, local_id, remote_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(namespace, local_id) DO UPDATE
+             SET remote_id = excluded.remote_id, updated_at = excluded.updated_at",
+            params![namespace, local_id, remote_id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The remote id recorded for `local_id` in `namespace`, if any.
+    pub fn link(&self, namespace: &str, local_id: &str) -> Result<Option<String>, SpoolError> {
+        let conn = lock(&self.inner.reader);
+        Ok(conn
+            .query_row(
+                "SELECT remote_id FROM links WHERE namespace = ?1 AND local_id = ?2",
+                [namespace, local_id],
+                |row| row.get(0),
+            )
+            .optional()?)
     }
 
     pub fn stats(&self) -> Result<Stats, SpoolError> {

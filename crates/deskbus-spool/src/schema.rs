@@ -51,13 +51,19 @@ CREATE TABLE IF NOT EXISTS cursors (
     value      TEXT    NOT NULL,
     updated_at INTEGER NOT NULL
 );
+-- What a stream learnt about an entry it delivered, for later use: the
+-- osTicket stream keeps the ticket number osTicket gave an event. Added
+-- without a schema bump: older binaries never read it.
+CREATE TABLE IF NOT EXISTS links (
+    namespace  TEXT,
+    local_id   TEXT,
+    remote_id  TEXT,
+    updated_at INTEGER,
+    PRIMARY KEY(namespace, local_id)
+);
 ";
 
-pub(crate) fn open(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    // Another process (the `deskbus dlq` CLI) may hold the write lock briefly.
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+pub(crate) fn set_sync(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
     conn.pragma_update(
         None,
         "synchronous",
@@ -65,7 +71,15 @@ pub(crate) fn open(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> 
             SyncMode::Full => "FULL",
             SyncMode::Normal => "NORMAL",
         },
-    )?;
+    )
+}
+
+pub(crate) fn open(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // Another process (the `deskbus dlq` CLI) may hold the write lock briefly.
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    set_sync(&conn, sync)?;
     conn.execute_batch(SCHEMA)?;
     let version: Option<String> = conn
         .query_row(

@@ -7,7 +7,7 @@ use std::sync::{Arc, mpsc};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use crate::{AppendBatch, DeadLetterSelector, NewEntry, Outcome, SpoolError, now_ms};
+use crate::{AppendBatch, DeadLetterSelector, NewEntry, Outcome, SpoolError, SyncMode, now_ms, schema};
 
 pub(crate) type Reply = oneshot::Sender<Result<(), SpoolError>>;
 
@@ -76,9 +76,11 @@ pub(crate) fn run(
     mut conn: Connection,
     commands: mpsc::Receiver<Command>,
     max_group: usize,
+    sync: SyncMode,
     stats: Arc<WriterStats>,
     wake: impl Fn(&BTreeSet<String>),
 ) {
+    let mut current = sync;
     // Blocks for the first command of a group; returns when every sender is gone.
     while let Ok(first) = commands.recv() {
         let mut group = vec![first];
@@ -91,6 +93,15 @@ pub(crate) fn run(
         stats
             .commands
             .fetch_add(group.len() as u64, Ordering::Relaxed);
+        // Invariant 7: a group of delivery outcomes only is not fsync'd.
+        let wanted = if group.iter().all(|c| matches!(c, Command::Complete { .. })) {
+            SyncMode::Normal
+        } else {
+            sync
+        };
+        if wanted != current && schema::set_sync(&conn, wanted).is_ok() {
+            current = wanted;
+        }
         let mut woken = BTreeSet::new();
         let (pending, committed) = apply_group(&mut conn, group, &mut woken);
         stats.commits.fetch_add(1, Ordering::Relaxed);

@@ -2,7 +2,7 @@
 //! records each outcome. An entry leaves the spool only when the stream
 //! confirmed it (or it went to dead letters).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,12 @@ use crate::use_cases::format::UseCaseFormat;
 /// entries can also arrive from another process (`deskbus dlq retry`).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// Bounds of one read-ahead from the spool, in entries: enough that batches
+/// of one do not cost a query each, few enough that the payloads held in
+/// memory stay small (at most `batch_size` when that is larger).
+const READ_AHEAD_MIN: usize = 64;
+const READ_AHEAD_MAX: usize = 1024;
+
 pub(super) struct Dispatcher {
     pub stream_id: String,
     pub settings: StreamSettings,
@@ -35,6 +41,10 @@ type BatchResult = (Vec<Entry>, Vec<Result<(), DeliveryError>>);
 impl Dispatcher {
     pub(super) async fn run(self, mut shutdown: Shutdown) {
         let waker = self.spool.waker(&self.stream_id);
+        // Fetched from the spool and not yet handed to a delivery task, plus
+        // everything handed out whose outcome is not on disk yet. An entry in
+        // either is never fetched again.
+        let mut read_ahead: VecDeque<Entry> = VecDeque::new();
         let mut in_flight: HashSet<i64> = HashSet::new();
         let mut tasks: JoinSet<BatchResult> = JoinSet::new();
         // Which entries each delivery task holds, to free them if it panics.
@@ -47,20 +57,26 @@ impl Dispatcher {
             let mut idle_for = IDLE_POLL;
             if !shutdown.is_triggered() {
                 while tasks.len() < self.settings.concurrency {
-                    let entries = match self.fetch(&in_flight).await {
-                        Ok(entries) => entries,
-                        Err(error) => {
-                            ComponentFailed {
-                                component: &self.stream_id,
-                                error: &*error,
+                    if read_ahead.len() < self.settings.batch_size {
+                        match self.fetch(&in_flight).await {
+                            Ok(entries) => {
+                                in_flight.extend(entries.iter().map(|e| e.seq));
+                                read_ahead.extend(entries);
                             }
-                            .emit();
-                            break;
+                            Err(error) => {
+                                ComponentFailed {
+                                    component: &self.stream_id,
+                                    error: &*error,
+                                }
+                                .emit();
+                                break;
+                            }
                         }
-                    };
-                    let full = entries.len() == self.settings.batch_size;
-                    if !entries.is_empty() {
-                        in_flight.extend(entries.iter().map(|e| e.seq));
+                    }
+                    let take = read_ahead.len().min(self.settings.batch_size);
+                    let full = take == self.settings.batch_size;
+                    if take > 0 {
+                        let entries: Vec<Entry> = read_ahead.drain(..take).collect();
                         let stream = self.stream.clone();
                         let formats = self.formats.clone();
                         let seqs = entries.iter().map(|e| e.seq).collect();
@@ -116,6 +132,11 @@ impl Dispatcher {
         }
     }
 
+    /// Reads ahead `batch_size × concurrency` ready heads (within
+    /// [`READ_AHEAD_MIN`] and [`READ_AHEAD_MAX`]), so a small `batch_size`
+    /// does not cost one spool query per batch. Every
+    /// entry returned is the head of its order key (nothing of its key is in
+    /// flight), so the batches cut from them may be delivered in parallel.
     async fn fetch(
         &self,
         in_flight: &HashSet<i64>,
@@ -123,7 +144,8 @@ impl Dispatcher {
         let spool = self.spool.clone();
         let stream = self.stream_id.clone();
         let exclude = in_flight.clone();
-        let limit = self.settings.batch_size;
+        let limit = (self.settings.batch_size * self.settings.concurrency)
+            .clamp(READ_AHEAD_MIN, READ_AHEAD_MAX.max(self.settings.batch_size));
         Ok(tokio::task::spawn_blocking(move || {
             spool.fetch_ready(&stream, now_ms(), limit, &exclude)
         })
