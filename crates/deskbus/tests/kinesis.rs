@@ -597,10 +597,19 @@ async fn data_streams_deliver_sequential_and_parallel_posts_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_least_once_through_a_moto_restart() {
+async fn firehose_at_least_once_through_a_moto_restart() {
+    at_least_once_through_a_moto_restart(Service::Firehose).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_streams_at_least_once_through_a_moto_restart() {
+    at_least_once_through_a_moto_restart(Service::DataStreams).await;
+}
+
+async fn at_least_once_through_a_moto_restart(service: Service) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut kind = Kinesis::own(Service::Firehose).await;
+    let mut kind = Kinesis::own(service).await;
     kind.create("restart").await;
     conformance::at_least_once_through_a_server_restart(&mut kind, dir.path()).await;
     assert!(

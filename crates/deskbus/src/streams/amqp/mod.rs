@@ -214,6 +214,16 @@ impl Stream for AmqpStream {
                         delivery.queue.len()
                     )
                 });
+                let routing_key = routing_key.and_then(|key| {
+                    if delivery.payload.len() > self.config.max_message_size {
+                        return Err(format!(
+                            "message of {} bytes is larger than the broker's max_message_size ({} bytes)",
+                            delivery.payload.len(),
+                            self.config.max_message_size
+                        ));
+                    }
+                    Ok(key)
+                });
                 match routing_key.and_then(|key| Ok((key, self.properties(delivery, timestamp)?))) {
                     Ok((key, properties)) => todo.push((i, key, properties)),
                     Err(reason) => results[i] = Err(DeliveryError::permanent(reason)),
@@ -275,9 +285,19 @@ mod tests {
             ..AmqpConfig::default()
         })
         .unwrap();
+        let mut oversized = delivery("ticket.created");
+        oversized.payload = vec![b'x'; stream.config.max_message_size + 1];
         let results = stream
-            .deliver(&[delivery(&"k".repeat(256)), delivery("ticket.created")])
+            .deliver(&[
+                delivery(&"k".repeat(256)),
+                delivery("ticket.created"),
+                oversized,
+            ])
             .await;
+        assert!(
+            matches!(&results[2], Err(DeliveryError::Permanent { reason }) if reason.contains("max_message_size")),
+            "{results:?}"
+        );
         assert!(
             matches!(&results[0], Err(DeliveryError::Permanent { reason }) if reason.contains("256 bytes")),
             "{results:?}"

@@ -1,0 +1,158 @@
+//! webhook → spool → http, end to end, against the real release binary and
+//! a sink of the bench's own: an axum server on a free port that reads each
+//! body, counts the payloads in it (one per request in `single` mode, one
+//! per line in `ndjson` mode) and answers 200.
+//!
+//! Prints a table: events/s and p99 spool-to-ack latency with the stream's
+//! `batch_size` at 1 (`mode = "single"`) and 100 (`mode = "ndjson"`). The
+//! baseline, measured in the same run against the same sink, is reqwest
+//! alone: the same payloads POSTed the same way (one per request, or 100 per
+//! NDJSON request) by as many tasks as the stream's default `concurrency`
+//! (4), with nothing stored first: the ceiling of HTTP on this machine.
+//!
+//! deskbus's latency is the `deskbus_stream_delivery_latency_seconds`
+//! histogram (spool commit to 2xx) while the whole run is pushed at once,
+//! so mostly time spent waiting in the spool backlog; the baseline's is the
+//! time from sending a request to its answer.
+//!
+//! `cargo bench -p deskbus --features http --bench http`.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use common::{Chunks, Deskbus, POSTERS, REQUEST, Table, blast, envelopes, quantile, wait_count};
+
+/// Requests in flight at once: the stream's default `concurrency`.
+const CONCURRENCY: usize = 4;
+
+/// The sink: counts the payloads it was sent.
+struct Sink {
+    url: String,
+    received: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        let received = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route("/hook/{queue}", post(take))
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook/{{queue}}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Sink { url, received }
+    }
+
+    fn count(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+/// One payload per request, or one per NDJSON line.
+async fn take(State(received): State<Arc<AtomicUsize>>, body: Bytes) -> &'static str {
+    let payloads = body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+    received.fetch_add(payloads, Ordering::Relaxed);
+    "ok"
+}
+
+fn mode(batch: usize) -> &'static str {
+    if batch == 1 { "single" } else { "ndjson" }
+}
+
+/// deskbus: events/s from the first request to the last payload at the
+/// sink, and the p99 spool-to-ack latency of the run.
+async fn deskbus(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = format!(
+        "type = \"http\"\nurl = \"{}\"\nmode = \"{}\"",
+        sink.url,
+        mode(batch)
+    );
+    let bus = Deskbus::start(dir.path(), &stream, batch);
+    let before = sink.count();
+    let started = Instant::now();
+    blast(&bus.events_url(), total, POSTERS, REQUEST).await;
+    wait_count("payloads", total, Duration::from_millis(5), async || {
+        sink.count() - before
+    })
+    .await;
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    (rate, bus.p99_latency().await)
+}
+
+/// reqwest alone: `CONCURRENCY` tasks POSTing the same bodies the same way.
+async fn baseline(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
+    let url = sink.url.replace("{queue}", "tickets");
+    let client = common::client_builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let bodies = envelopes();
+    let chunks = Chunks::new(total, batch);
+    let before = sink.count();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, chunks, bodies) =
+            (client.clone(), url.clone(), chunks.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while let Some(range) = chunks.next_range() {
+                let (body, content_type) = if batch == 1 {
+                    (bodies[range.start % bodies.len()].clone(), "application/json")
+                } else {
+                    let mut body = Vec::new();
+                    for i in range {
+                        body.extend_from_slice(&bodies[i % bodies.len()]);
+                        body.push(b'\n');
+                    }
+                    (body, "application/x-ndjson")
+                };
+                let sent = Instant::now();
+                let answer = client
+                    .post(&url)
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(answer.status().is_success());
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = common::join(tasks).await.concat();
+    assert_eq!(sink.count() - before, total);
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    (rate, quantile(&mut latencies, 0.99))
+}
+
+fn main() {
+    common::run(async {
+        println!(
+            "webhook → spool → http ({POSTERS} posters × {REQUEST} events per request, \
+             stream concurrency {CONCURRENCY}, spool synchronous=FULL)"
+        );
+        let table = Table::new(12, "raw client");
+        for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
+            let sink = Sink::start().await;
+            let (base_rate, base_p99) = baseline(&sink, batch, total).await;
+            let (rate, p99) = deskbus(&sink, batch, total).await;
+            table.rate(
+                &format!("events/s, batch {batch} ({})", mode(batch)),
+                rate,
+                base_rate,
+            );
+            table.latency(&format!("p99 spool→ack, b{batch} (ms)"), p99, base_p99);
+        }
+    });
+}
