@@ -76,7 +76,8 @@ impl Stats {
 
     /// Parses the server's YAML subset: `key: value` lines after `---`.
     /// beanstalkd 1.12 leaves strings bare, newer versions quote them.
-    fn parse(body: &[u8]) -> Stats {
+    /// Public for pipelined `stats-job` replies ([`Connection::pipeline`]).
+    pub fn parse(body: &[u8]) -> Stats {
         let text = String::from_utf8_lossy(body);
         Stats(
             text.lines()

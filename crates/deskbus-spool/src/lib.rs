@@ -306,11 +306,18 @@ impl Spool {
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || {
-                writer::run(writer_conn, rx, options.max_group, options.sync, stats, move |streams| {
-                    for stream in streams {
-                        waker_for(&wakers, stream).notify_one();
-                    }
-                })
+                writer::run(
+                    writer_conn,
+                    rx,
+                    options.max_group,
+                    options.sync,
+                    stats,
+                    move |streams| {
+                        for stream in streams {
+                            waker_for(&wakers, stream).notify_one();
+                        }
+                    },
+                )
             })
             .map_err(|e| SpoolError::Commit(format!("cannot start writer thread: {e}")))?;
         *lock(&inner.writer) = Some(handle);

@@ -7,7 +7,9 @@ use std::sync::{Arc, mpsc};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use crate::{AppendBatch, DeadLetterSelector, NewEntry, Outcome, SpoolError, SyncMode, now_ms, schema};
+use crate::{
+    AppendBatch, DeadLetterSelector, NewEntry, Outcome, SpoolError, SyncMode, now_ms, schema,
+};
 
 pub(crate) type Reply = oneshot::Sender<Result<(), SpoolError>>;
 

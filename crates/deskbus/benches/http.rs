@@ -58,7 +58,10 @@ impl Sink {
 
 /// One payload per request, or one per NDJSON line.
 async fn take(State(received): State<Arc<AtomicUsize>>, body: Bytes) -> &'static str {
-    let payloads = body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+    let payloads = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
     received.fetch_add(payloads, Ordering::Relaxed);
     "ok"
 }
@@ -107,7 +110,10 @@ async fn baseline(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
             let mut latencies = Vec::new();
             while let Some(range) = chunks.next_range() {
                 let (body, content_type) = if batch == 1 {
-                    (bodies[range.start % bodies.len()].clone(), "application/json")
+                    (
+                        bodies[range.start % bodies.len()].clone(),
+                        "application/json",
+                    )
                 } else {
                     let mut body = Vec::new();
                     for i in range {

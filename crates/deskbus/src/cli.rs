@@ -9,6 +9,7 @@ use deskbus_spool::DeadLetterSelector;
 
 use crate::config::{self, Config, LoadError, LogFormat};
 use crate::runtime::{self, RunError};
+use crate::streams::StreamContext;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -208,7 +209,11 @@ fn check(path: &Path, connect: bool) -> Result<ExitCode, CliError> {
     let failures = tokio_runtime()?.block_on(async {
         let mut failures = 0;
         for (id, settings) in &config.streams {
-            let outcome = match settings.config.build() {
+            let ctx = StreamContext {
+                id: id.clone(),
+                spool: None,
+            };
+            let outcome = match settings.config.build(&ctx) {
                 Ok(stream) => {
                     tokio::time::timeout(std::time::Duration::from_secs(10), stream.healthcheck())
                         .await
@@ -224,6 +229,24 @@ fn check(path: &Path, connect: bool) -> Result<ExitCode, CliError> {
                         "stream {id} ({}): FAILED: {reason}",
                         settings.config.type_name()
                     );
+                }
+            }
+        }
+        // Sources that reach an upstream (a database, a broker) are checked
+        // too; listening and generating sources have nothing to reach.
+        for (id, source) in &config.sources {
+            let check = crate::sources::healthcheck(source);
+            let Some(outcome) = tokio::time::timeout(std::time::Duration::from_secs(10), check)
+                .await
+                .unwrap_or_else(|_| Some(Err("no answer within 10s".into())))
+            else {
+                continue;
+            };
+            match outcome {
+                Ok(detail) => println!("source {id} ({}): ok ({detail})", source.type_name()),
+                Err(reason) => {
+                    failures += 1;
+                    println!("source {id} ({}): FAILED: {reason}", source.type_name());
                 }
             }
         }

@@ -16,6 +16,11 @@
 //! | `spool_depth` | stream | entries waiting in the spool |
 //! | `spool_oldest_age_seconds` | stream | age of the oldest waiting entry |
 //! | `use_case_dead_lettered_events_total` | use_case | events refused at routing (template) |
+//! | `source_reconnects_total` | source | times a broker source lost its connection and connects again |
+//! | `source_skipped_redeliveries_total` | source | input a broker handed out again after it was committed, acknowledged without a second commit |
+//! | `source_buried_jobs_total` | source | Beanstalk jobs buried after too many attempts |
+//! | `osticket_tickets_created_total` | stream | tickets osTicket created (answered 201) |
+//! | `osticket_tickets_already_created_total` | stream | events not sent because their ticket number was already recorded |
 
 use metrics::{counter, gauge, histogram};
 
@@ -168,6 +173,126 @@ impl ComponentFailed<'_> {
     pub fn emit(self) {
         tracing::error!(component = self.component, error = %ErrorChain(self.error), "component failed");
         counter!("deskbus_component_errors_total", "component" => self.component.to_owned())
+            .increment(1);
+    }
+}
+
+/// osTicket created a ticket for an event. Its number is not secret.
+pub struct TicketCreated<'a> {
+    pub stream: &'a str,
+    pub use_case: &'a str,
+    pub event_id: &'a str,
+    pub number: &'a str,
+    /// False when the number could not be recorded in the spool (the error
+    /// is reported apart): a redelivery would then create the ticket again.
+    pub recorded: bool,
+}
+
+impl TicketCreated<'_> {
+    pub fn emit(self) {
+        if self.recorded {
+            tracing::info!(
+                stream = self.stream,
+                use_case = self.use_case,
+                event_id = self.event_id,
+                ticket_number = self.number,
+                "osTicket ticket created"
+            );
+        } else {
+            tracing::warn!(
+                stream = self.stream,
+                use_case = self.use_case,
+                event_id = self.event_id,
+                ticket_number = self.number,
+                "osTicket ticket created, but its number was not recorded; a redelivery would create it again"
+            );
+        }
+        counter!("deskbus_osticket_tickets_created_total", "stream" => self.stream.to_owned())
+            .increment(1);
+    }
+}
+
+/// An event whose ticket number is already recorded was handed out again
+/// (deskbus stopped before recording its delivery): it is not sent twice.
+pub struct TicketAlreadyCreated<'a> {
+    pub stream: &'a str,
+    pub use_case: &'a str,
+    pub event_id: &'a str,
+    pub number: &'a str,
+}
+
+impl TicketAlreadyCreated<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            stream = self.stream,
+            use_case = self.use_case,
+            event_id = self.event_id,
+            ticket_number = self.number,
+            "osTicket ticket already created for this event; not sent again"
+        );
+        counter!("deskbus_osticket_tickets_already_created_total", "stream" => self.stream.to_owned())
+            .increment(1);
+    }
+}
+
+/// A broker source lost (or could not make) its connection; it connects
+/// again after `retry_in`, and the broker hands out again what was not
+/// acknowledged.
+pub struct SourceDisconnected<'a> {
+    pub source: &'a str,
+    pub error: &'a (dyn std::error::Error + 'static),
+    pub retry_in: std::time::Duration,
+}
+
+impl SourceDisconnected<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            source = self.source,
+            error = %ErrorChain(self.error),
+            retry_ms = self.retry_in.as_millis() as u64,
+            "source disconnected; connecting again"
+        );
+        counter!("deskbus_source_reconnects_total", "source" => self.source.to_owned())
+            .increment(1);
+    }
+}
+
+/// Input a broker handed out again although the source had committed it
+/// (its acknowledgement was lost): acknowledged without a second commit.
+pub struct RedeliveriesSkipped<'a> {
+    pub source: &'a str,
+    pub count: usize,
+}
+
+impl RedeliveriesSkipped<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            source = self.source,
+            count = self.count,
+            "input handed out again after it was committed; acknowledged without committing it twice"
+        );
+        counter!("deskbus_source_skipped_redeliveries_total", "source" => self.source.to_owned())
+            .increment(self.count as u64);
+    }
+}
+
+/// A Beanstalk job reserved too many times without being deleted, buried
+/// so that it stops coming back; `kick` makes it ready again.
+pub struct JobBuried<'a> {
+    pub source: &'a str,
+    pub job_id: u64,
+    pub reserves: u64,
+}
+
+impl JobBuried<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            source = self.source,
+            job_id = self.job_id,
+            reserves = self.reserves,
+            "job reserved too many times without being committed; buried (kick it to retry)"
+        );
+        counter!("deskbus_source_buried_jobs_total", "source" => self.source.to_owned())
             .increment(1);
     }
 }

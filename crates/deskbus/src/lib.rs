@@ -5,6 +5,8 @@
 //! everything it runs lives here so tests and benchmarks can reach it.
 
 pub mod admin;
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod cli;
 pub mod config;
 pub mod internal_events;

@@ -8,6 +8,7 @@ use std::fmt::Write;
 const SOURCES: &[&str] = &[
     "src/config/mod.rs",
     "src/use_cases/format.rs",
+    "src/use_cases/ticket.rs",
     "src/sources/webhook/config.rs",
     "src/sources/demo/config.rs",
     "src/sources/osticket/config.rs",

@@ -28,6 +28,7 @@ use crate::sources::SourceConfig;
 use crate::streams::StreamConfig;
 use crate::use_cases::format::{UseCaseFormat, preset};
 use crate::use_cases::script::Script;
+use crate::use_cases::ticket::TicketMapping;
 
 // A validated config; built only by `parse`.
 #[derive(Debug, Clone)]
@@ -144,6 +145,7 @@ pub struct UseCaseConfig {
     /// The destination inside the stream (tube, routing key, subject, stream
     /// name, `{queue}` in a file path); a template such as `tickets.{department_id}`.
     /// An event whose template names a missing field goes to dead letters.
+    /// Required, except with an `osticket` stream, which has no queues.
     pub queue: Template,
     /// Events with the same key are delivered in order. Default: the data's
     /// `ticket_id` when present; otherwise the event is unordered.
@@ -470,7 +472,25 @@ fn parse_use_case(
         ),
         Some(_) => {}
     }
+    // The osTicket stream has no queues: every ticket goes to the one API.
+    let stream_type = stream
+        .as_ref()
+        .and_then(|s| streams.get(&s.value))
+        .map(|s| s.config.type_name());
+    let takes_tickets = stream_type == Some("osticket");
+    if takes_tickets && t.has("queue") {
+        ctx.warning(
+            t.key_span("queue"),
+            format!(
+                "`{}`: an osticket stream has no queues; it is ignored",
+                t.path("queue")
+            ),
+        );
+    }
     let queue = template(t, "queue").or_else(|| {
+        if takes_tickets {
+            return Template::parse(OSTICKET_QUEUE).ok();
+        }
         ctx.error(
             t.span.clone(),
             format!(
@@ -493,6 +513,7 @@ fn parse_use_case(
         );
     }
     let order_key = template(t, "order_key");
+    let ticket = parse_ticket(t, stream.as_ref(), stream_type);
     let format = parse_format(
         t,
         preset.as_ref().map(|(_, fields)| fields.as_slice()),
@@ -500,6 +521,7 @@ fn parse_use_case(
     )
     .map(|mut f| {
         f.queue = queue.clone();
+        f.ticket = ticket.map(std::sync::Arc::new);
         f
     });
     Some(UseCaseConfig {
@@ -512,6 +534,56 @@ fn parse_use_case(
         order_key,
         format: format?,
     })
+}
+
+/// The queue of a use case whose stream is an osticket stream: it has no
+/// queues, but entries and dead letters show one.
+const OSTICKET_QUEUE: &str = "tickets";
+
+/// `ticket`, which a use case needs when, and only when, its stream is an
+/// osticket stream. Its templates are the payload, so no `serializer`.
+fn parse_ticket(
+    t: &Table<'_, '_, '_>,
+    stream: Option<&Located<String>>,
+    stream_type: Option<&str>,
+) -> Option<TicketMapping> {
+    let ctx = t.ctx;
+    let ticket = t
+        .table("ticket")
+        .and_then(|table| TicketMapping::from_table(&table));
+    match (stream_type, t.has("ticket")) {
+        (Some("osticket"), false) => ctx.error(
+            stream.map_or(t.span.clone(), |s| s.span.clone()),
+            format!(
+                "[{}] delivers to an osticket stream, so it needs `ticket`, the ticket to create \
+                 (e.g. ticket = {{ name = \"…\", email = \"…\", subject = \"…\", message = \"…\" }})",
+                t.name
+            ),
+        ),
+        (Some(other), true) if other != "osticket" => ctx.error(
+            t.key_span("ticket"),
+            format!(
+                "`{}` applies to osticket streams only; stream `{}` is a {other} stream",
+                t.path("ticket"),
+                stream.map_or("", |s| s.value.as_str())
+            ),
+        ),
+        _ => {}
+    }
+    if t.has("ticket") {
+        for key in ["serializer", "record", "partition_key"] {
+            if t.has(key) {
+                ctx.error(
+                    t.key_span(key),
+                    format!(
+                        "[{}] has a `ticket`, which is the payload; `{key}` does not apply",
+                        t.name
+                    ),
+                );
+            }
+        }
+    }
+    ticket
 }
 
 fn parse_format(
@@ -618,6 +690,15 @@ fn parse_format(
 
 fn template(t: &Table<'_, '_, '_>, key: &'static str) -> Option<Template> {
     let text: Located<String> = t.string(key)?;
+    located_template(t, key, text)
+}
+
+/// Parses `text`, the value of `key` in `t`; an error is reported at its place.
+pub(crate) fn located_template(
+    t: &Table<'_, '_, '_>,
+    key: &str,
+    text: Located<String>,
+) -> Option<Template> {
     match Template::parse(&text.value) {
         Ok(template) => Some(template),
         Err(e) => {

@@ -123,6 +123,35 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
         }
     }
 
+    /// A string, or an integer taken as its decimal text (ids such as
+    /// `topic_id = 1`, which may also be templates such as `"{topic}"`).
+    pub fn string_or_integer(&self, key: &'static str) -> Option<Located<String>> {
+        match self.table.get(key).map(|v| v.get_ref()) {
+            Some(DeValue::Integer(_)) => self.integer(key, i64::MIN..=i64::MAX).map(|n| Located {
+                value: n.to_string(),
+                span: self.table.get(key).map_or(self.span.clone(), |v| v.span()),
+            }),
+            _ => self.string(key),
+        }
+    }
+
+    /// A string that must be an `http://` or `https://` URL.
+    pub fn http_url(&self, key: &'static str) -> Option<Located<String>> {
+        let url = self.string(key)?;
+        if url.value.starts_with("http://") || url.value.starts_with("https://") {
+            return Some(url);
+        }
+        self.ctx.error(
+            url.span,
+            format!(
+                "`{}`: {:?} is not an http:// or https:// URL",
+                self.path(key),
+                url.value
+            ),
+        );
+        None
+    }
+
     pub fn string_or(&self, key: &'static str, default: &str) -> String {
         self.string(key)
             .map_or_else(|| default.to_owned(), |s| s.value)
@@ -244,6 +273,35 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
                 None
             }
         }
+    }
+
+    /// An array of tables (`[[x.key]]`, or `key = [{ ... }, { ... }]`).
+    pub fn tables(&self, key: &'static str) -> Option<Vec<Table<'c, 'e, 'i>>> {
+        let value = self.raw(key)?;
+        let DeValue::Array(items) = value.get_ref() else {
+            self.type_error(key, value, "an array of tables");
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (n, item) in items.iter().enumerate() {
+            match item.get_ref() {
+                DeValue::Table(table) => out.push(Table::new(
+                    self.ctx,
+                    table,
+                    item.span(),
+                    format!("{}[{n}]", self.path(key)),
+                )),
+                other => self.ctx.error(
+                    item.span(),
+                    format!(
+                        "`{}` must hold tables, found {}",
+                        self.path(key),
+                        other.type_str()
+                    ),
+                ),
+            }
+        }
+        Some(out)
     }
 
     /// The value of `key` as JSON (strings interpolated), for handing a

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::internal_events::{ComponentFailed, SpoolDepth};
 use crate::sources::{self, SourceContext};
-use crate::streams::Stream;
+use crate::streams::{Stream, StreamContext};
 use crate::use_cases::Ingest;
 use crate::use_cases::format::UseCaseFormat;
 
@@ -122,10 +122,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     let mut streams: HashMap<String, Arc<dyn Stream>> = HashMap::new();
     for (id, settings) in &config.streams {
-        let stream = settings.config.build().map_err(|reason| RunError::Stream {
-            stream: id.clone(),
-            reason,
-        })?;
+        let ctx = StreamContext {
+            id: id.clone(),
+            spool: Some(spool.clone()),
+        };
+        let stream = settings
+            .config
+            .build(&ctx)
+            .map_err(|reason| RunError::Stream {
+                stream: id.clone(),
+                reason,
+            })?;
         streams.insert(id.clone(), Arc::from(stream));
     }
     let ingest = Ingest::from_config(spool.clone(), &config);

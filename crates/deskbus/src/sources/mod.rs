@@ -10,6 +10,10 @@ pub mod beanstalk;
 pub mod demo;
 #[cfg(feature = "osticket")]
 pub mod osticket;
+#[cfg(any(feature = "amqp", feature = "beanstalk", feature = "osticket"))]
+mod reconnect;
+#[cfg(any(feature = "amqp", feature = "beanstalk"))]
+mod redelivery;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -74,9 +78,7 @@ pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<SourceConfig> {
         #[cfg(feature = "amqp")]
         "amqp" => amqp::AmqpSourceConfig::from_table(t).map(SourceConfig::Amqp),
         #[cfg(feature = "beanstalk")]
-        "beanstalk" => {
-            beanstalk::BeanstalkSourceConfig::from_table(t).map(SourceConfig::Beanstalk)
-        }
+        "beanstalk" => beanstalk::BeanstalkSourceConfig::from_table(t).map(SourceConfig::Beanstalk),
         #[cfg(feature = "osticket")]
         "osticket" => osticket::OsticketSourceConfig::from_table(t).map(SourceConfig::Osticket),
         other => {
@@ -108,6 +110,32 @@ pub enum SourceError {
     },
     #[error("source i/o failed")]
     Io(#[from] std::io::Error),
+    #[error("invalid source settings: {0}")]
+    Settings(String),
+    #[error("cannot read the spool state of source `{source_id}`")]
+    Spool {
+        source_id: String,
+        #[source]
+        source: Box<deskbus_spool::SpoolError>,
+    },
+    #[cfg(feature = "osticket")]
+    #[error("the stored position of source `{source_id}` cannot be used")]
+    Position {
+        source_id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Reaches a source's upstream, for `deskbus check --connect`: what it
+/// found, or why it failed. `None` for a source with nothing to reach.
+pub(crate) async fn healthcheck(config: &SourceConfig) -> Option<Result<String, String>> {
+    match config {
+        #[cfg(feature = "osticket")]
+        SourceConfig::Osticket(config) => Some(osticket::healthcheck(config).await),
+        #[allow(unreachable_patterns, reason = "only some sources reach an upstream")]
+        _ => None,
+    }
 }
 
 /// Runs a source until shutdown.

@@ -11,6 +11,8 @@ pub mod beanstalk;
 pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(feature = "http", feature = "osticket"))]
+mod http_client;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 #[cfg(feature = "nats")]
@@ -22,6 +24,8 @@ pub mod stdout;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+
+use deskbus_spool::Spool;
 
 use crate::config::walker::Table;
 use crate::config::{component_type, unknown_type};
@@ -110,7 +114,8 @@ impl StreamConfig {
         }
     }
 
-    pub(crate) fn build(&self) -> Result<Box<dyn Stream>, String> {
+    #[cfg_attr(not(feature = "osticket"), allow(unused_variables))]
+    pub(crate) fn build(&self, ctx: &StreamContext) -> Result<Box<dyn Stream>, String> {
         Ok(match self {
             #[cfg(feature = "amqp")]
             StreamConfig::Amqp(config) => Box::new(amqp::AmqpStream::new(config.clone())?),
@@ -136,11 +141,23 @@ impl StreamConfig {
             StreamConfig::Nats(config) => Box::new(nats::NatsStream::new(config.clone())?),
             #[cfg(feature = "osticket")]
             StreamConfig::Osticket(config) => {
-                Box::new(osticket::OsticketStream::new(config.clone())?)
+                Box::new(osticket::OsticketStream::new(config.clone(), ctx)?)
             }
             StreamConfig::Stdout(config) => Box::new(stdout::StdoutStream::new(config.clone())),
         })
     }
+}
+
+/// What a stream may need besides its config, given when it is built.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "osticket"), allow(dead_code))]
+pub(crate) struct StreamContext {
+    /// The stream's id (`[streams.ID]`).
+    pub id: String,
+    /// The spool, for a stream that records what it learns about deliveries
+    /// (the osTicket stream's ticket numbers); `None` when the stream is only
+    /// checked (`deskbus check --connect`).
+    pub spool: Option<Spool>,
 }
 
 pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<StreamConfig> {

@@ -11,6 +11,7 @@ use deskbus_format::{RecordContext, Stack, Value as Tuple};
 use serde_json::{Map, Value};
 
 use super::script::Script;
+use super::ticket::TicketMapping;
 
 /// `[use_cases.NAME]` shaping keys
 ///
@@ -39,6 +40,10 @@ pub struct UseCaseFormat {
     /// `serializer` and `record`: the format stack (the `type = "json"` to
     /// `type = "cloudevents"` sections). `record` defaults to `raw`.
     pub stack: Option<Arc<Stack>>,
+    /// The osTicket ticket built from the event, which is then the
+    /// payload (JSON); see `[use_cases.NAME]` `ticket`. Required with an
+    /// `osticket` stream; it takes no `serializer`.
+    pub ticket: Option<Arc<TicketMapping>>,
     /// A template for the record's partition key (Kinesis), e.g.
     /// `"{ticket_id}"` to spread a multi-shard stream. Default: the plugin's
     /// constant `\KinesisRecord`.
@@ -58,6 +63,15 @@ impl UseCaseFormat {
             && self.set.is_empty()
             && self.script.is_none()
             && self.stack.is_none()
+            && self.ticket.is_none()
+    }
+
+    /// True when the event's data is changed before it is encoded.
+    fn shapes_data(&self) -> bool {
+        self.fields.is_some()
+            || !self.rename.is_empty()
+            || !self.set.is_empty()
+            || self.script.is_some()
     }
 
     /// The use case's view of the event's data, in column order.
@@ -105,6 +119,14 @@ impl UseCaseFormat {
     /// The bytes to send for `event`. An error is permanent: the event can
     /// never be shaped by this config, so it goes to dead letters.
     pub fn encode(&self, event: &Event) -> Result<Vec<u8>, String> {
+        if let Some(ticket) = &self.ticket {
+            if !self.shapes_data() {
+                return ticket.render(event);
+            }
+            let mut shaped = event.clone();
+            shaped.data = Value::Object(self.tuple(event)?);
+            return ticket.render(&shaped);
+        }
         let data = self.tuple(event)?;
         let Some(stack) = &self.stack else {
             let mut shaped = event.clone();

@@ -7,6 +7,7 @@
 
 pub mod format;
 pub mod script;
+pub mod ticket;
 
 use std::sync::Arc;
 

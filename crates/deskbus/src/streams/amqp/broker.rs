@@ -10,13 +10,13 @@
 
 use std::time::Duration;
 
-use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::ConfirmSelectOptions;
 use lapin::uri::AMQPUri;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 
-use super::config::{AmqpConfig, Declare, ExchangeType, redact_url};
+use super::config::{AmqpConfig, Declare, ExchangeType};
+use crate::amqp;
 
 /// Channels opened with each connection: the stream's default `concurrency`.
 const READY_CHANNELS: usize = 4;
@@ -86,13 +86,7 @@ pub(super) struct Broker {
 
 impl Broker {
     pub fn new(config: &AmqpConfig) -> Result<Broker, String> {
-        let url = redact_url(config.url.expose());
-        let uri: AMQPUri = config.url.expose().parse().map_err(|e: String| {
-            format!(
-                "{url:?} is not an AMQP URL ({})",
-                e.replace(config.url.expose(), &url)
-            )
-        })?;
+        let (uri, url) = amqp::uri(&config.url)?;
         Ok(Broker {
             uri,
             url,
@@ -193,13 +187,13 @@ impl Broker {
     /// A new connection with one channel ready, the exchange declared:
     /// for a reconnection and for `deskbus check --connect`.
     pub async fn connect(&self) -> Result<(Connection, Channel), BrokerError> {
-        let properties = ConnectionProperties::default().with_connection_name("deskbus".into());
-        let connection = Connection::connect_uri(self.uri.clone(), properties)
-            .await
-            .map_err(|source| BrokerError::Connect {
-                url: self.url.clone(),
-                source: Box::new(source),
-            })?;
+        let connection =
+            amqp::connect(&self.uri, "")
+                .await
+                .map_err(|source| BrokerError::Connect {
+                    url: self.url.clone(),
+                    source: Box::new(source),
+                })?;
         let channel = self.open_channel(&connection).await?;
         Ok((connection, channel))
     }
@@ -216,25 +210,11 @@ impl Broker {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(channel_error)?;
-        if self.exchange.is_empty() {
-            return Ok(channel); // the default exchange always exists
-        }
-        let (verb, passive) = match self.declare {
-            Declare::Declare => ("declare", false),
-            Declare::Passive => ("find", true),
+        let verb = match self.declare {
+            Declare::Declare => "declare",
+            Declare::Passive => "find",
         };
-        let options = ExchangeDeclareOptions {
-            passive,
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        channel
-            .exchange_declare(
-                self.exchange.as_str().into(),
-                self.exchange_kind(),
-                options,
-                FieldTable::default(),
-            )
+        amqp::declare_exchange(&channel, &self.exchange, self.exchange_type, self.declare)
             .await
             .map_err(|source| BrokerError::Exchange {
                 verb,
@@ -262,14 +242,5 @@ impl Broker {
     /// [`Broker::connect`] within the timeout.
     pub async fn connect_bounded(&self) -> Result<(Connection, Channel), BrokerError> {
         self.bounded(self.connect()).await
-    }
-
-    fn exchange_kind(&self) -> ExchangeKind {
-        match self.exchange_type {
-            ExchangeType::Direct => ExchangeKind::Direct,
-            ExchangeType::Fanout => ExchangeKind::Fanout,
-            ExchangeType::Headers => ExchangeKind::Headers,
-            ExchangeType::Topic => ExchangeKind::Topic,
-        }
     }
 }

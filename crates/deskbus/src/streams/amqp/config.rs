@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::amqp::{self, DEFAULT_URL};
+pub use crate::amqp::{Declare, ExchangeType};
 use crate::config::Secret;
 use crate::config::walker::Table;
 
@@ -65,24 +67,6 @@ pub struct AmqpConfig {
     pub max_message_size: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeType {
-    Direct,
-    Fanout,
-    Headers,
-    Topic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Declare {
-    /// Declare a durable exchange (idempotent when it exists alike).
-    Declare,
-    /// Check that the exchange exists.
-    Passive,
-}
-
-pub(super) const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
 impl Default for AmqpConfig {
     fn default() -> Self {
         AmqpConfig {
@@ -102,47 +86,8 @@ impl Default for AmqpConfig {
 impl AmqpConfig {
     pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<AmqpConfig> {
         let d = AmqpConfig::default();
-        let url = match t.string("url") {
-            Some(url) => match parse_url(&url.value) {
-                Ok(()) => Some(Secret::new(url.value)),
-                Err(message) => {
-                    t.ctx
-                        .error(url.span, format!("`{}`: {message}", t.path("url")));
-                    None
-                }
-            },
-            None => Some(d.url),
-        };
-        let exchange = t.parsed("exchange", parse_exchange).unwrap_or(d.exchange);
-        let exchange_type = t
-            .parsed("exchange_type", |s| match s {
-                "direct" => Ok(ExchangeType::Direct),
-                "fanout" => Ok(ExchangeType::Fanout),
-                "headers" => Ok(ExchangeType::Headers),
-                "topic" => Ok(ExchangeType::Topic),
-                other => Err(format!(
-                    "{other:?} is not \"topic\", \"direct\", \"fanout\" or \"headers\""
-                )),
-            })
-            .unwrap_or(d.exchange_type);
-        let declare = t
-            .parsed("declare", |s| match s {
-                "declare" => Ok(Declare::Declare),
-                "passive" => Ok(Declare::Passive),
-                other => Err(format!("{other:?} is not \"declare\" or \"passive\"")),
-            })
-            .unwrap_or(d.declare);
-        // RabbitMQ refuses (403) to declare an `amq.` exchange: every
-        // delivery would be retried forever. Such exchanges exist already.
-        if exchange.starts_with("amq.") && declare == Declare::Declare {
-            t.ctx.error(
-                t.key_span("exchange"),
-                format!(
-                    "`{}`: {exchange:?} is reserved by the broker and cannot be declared; set `declare = \"passive\"`",
-                    t.path("exchange")
-                ),
-            );
-        }
+        let url = amqp::url_key(t);
+        let (exchange, exchange_type, declare) = amqp::exchange_keys(t, &d.exchange);
         let mandatory = t.bool_or("mandatory", d.mandatory);
         let persistent = t.bool_or("persistent", d.persistent);
         let mut headers = Vec::new();
@@ -181,102 +126,5 @@ impl AmqpConfig {
             confirm_timeout,
             max_message_size,
         })
-    }
-}
-
-/// Checks an AMQP URL without ever echoing its password.
-pub(super) fn parse_url(url: &str) -> Result<(), String> {
-    match url.parse::<lapin::uri::AMQPUri>() {
-        Ok(_) => Ok(()),
-        Err(message) => {
-            let redacted = redact_url(url);
-            Err(format!(
-                "{redacted:?} is not an amqp:// or amqps:// URL ({})",
-                message.replace(url, &redacted)
-            ))
-        }
-    }
-}
-
-fn parse_exchange(name: &str) -> Result<String, String> {
-    // The broker's own rule (a short string of these characters); `amq.` names
-    // are reserved for the broker's exchanges, which can still be used passively.
-    if name.len() > 255 {
-        return Err(format!("{} bytes is longer than 255", name.len()));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-    {
-        return Err(format!(
-            "{name:?} has {c:?}; an exchange name has letters, digits, `-`, `_`, `.` and `:`"
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// `url` with the password (if any) replaced by `***`, for messages.
-pub(super) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
-    match userinfo.contains(':') {
-        true => format!("{scheme}{user}:***@{host}{tail}"),
-        false => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(
-            redact_url("amqps://bus:s3cr@t:x@rabbit.internal/xivo?heartbeat=5"),
-            "amqps://bus:***@rabbit.internal/xivo?heartbeat=5"
-        );
-        assert_eq!(
-            redact_url("amqp://127.0.0.1:5672/%2f"),
-            "amqp://127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact_url("amqp://user@host/"), "amqp://user@host/");
-        assert_eq!(redact_url("u:hunter2@host"), "u:***@host");
-    }
-
-    #[test]
-    fn bad_urls_are_reported_without_their_password() {
-        assert_eq!(parse_url(DEFAULT_URL), Ok(()));
-        assert_eq!(parse_url("amqps://u:p@rabbit.internal:5671/xivo"), Ok(()));
-        for bad in [
-            "http://u:hunter2@host/",
-            "u:hunter2@host",
-            "amqp://u:hunter2@host:port/",
-        ] {
-            let message = parse_url(bad).unwrap_err();
-            assert!(!message.contains("hunter2"), "{message}");
-            assert!(message.contains("***"), "{message}");
-        }
-    }
-
-    #[test]
-    fn exchange_names() {
-        assert_eq!(parse_exchange("xivo"), Ok("xivo".into()));
-        assert_eq!(parse_exchange(""), Ok(String::new()));
-        assert!(parse_exchange("amq.topic").is_ok());
-        assert!(parse_exchange("a b").is_err());
-        assert!(parse_exchange(&"x".repeat(256)).is_err());
     }
 }

@@ -67,7 +67,8 @@ impl BeanstalkConfig {
     }
 }
 
-fn parse_address(text: &str) -> Result<String, String> {
+/// `host:port`, as the stream and the source take it.
+pub(crate) fn parse_address(text: &str) -> Result<String, String> {
     match text.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
             Ok(text.to_owned())

@@ -7,6 +7,7 @@ use deskbus_beanstalk::{Error, Job, Put};
 use indexmap::IndexMap;
 
 pub use config::BeanstalkConfig;
+pub(crate) use config::parse_address;
 use pool::Pool;
 
 use super::{BoxFuture, Delivery, DeliveryError, Stream};

@@ -44,22 +44,10 @@ pub enum HttpAuth {
 
 impl HttpConfig {
     pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<HttpConfig> {
-        let url = t.string("url");
+        let url = t.http_url("url");
         if url.is_none() && !t.has("url") {
             t.ctx
                 .error(t.span.clone(), format!("[{}] needs `url`", t.name));
-        }
-        if let Some(u) = &url
-            && !(u.value.starts_with("http://") || u.value.starts_with("https://"))
-        {
-            t.ctx.error(
-                u.span.clone(),
-                format!(
-                    "`{}`: {:?} is not an http:// or https:// URL",
-                    t.path("url"),
-                    u.value
-                ),
-            );
         }
         let mode = t
             .parsed("mode", |s| match s {

@@ -3,14 +3,12 @@
 mod config;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub use config::{HttpAuth, HttpConfig, HttpMode};
-use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::http_client::{Failure, build_client, unreachable, unreachable_reason};
 use super::{BoxFuture, Delivery, DeliveryError, Stream};
-use crate::internal_events::error_chain;
 
 pub(crate) struct HttpStream {
     config: HttpConfig,
@@ -19,9 +17,6 @@ pub(crate) struct HttpStream {
 
 impl HttpStream {
     pub(crate) fn new(config: HttpConfig) -> Result<HttpStream, String> {
-        // reqwest is built without a crypto provider so that ring is the only
-        // one in the graph; install it (idempotent) before the first client.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -29,15 +24,7 @@ impl HttpStream {
             let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
             headers.insert(name, value);
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            // A followed 301/302/303 turns the POST into a bodiless GET whose
-            // 200 would count as delivered: never follow, report instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("deskbus/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build http client: {e}"))?;
+        let client = build_client(config.timeout, headers)?;
         Ok(HttpStream { config, client })
     }
 
@@ -90,54 +77,14 @@ impl HttpStream {
             }
             None => request,
         };
-        let response = request.send().await.map_err(|e| {
-            let e = e.without_url();
-            DeliveryError::retryable(format!("cannot reach {}: {}", redact(url), error_chain(&e)))
-        })?;
-        classify(response).await
-    }
-}
-
-/// 2xx delivered; 408, 429 and 5xx retried; other statuses are permanent.
-async fn classify(response: reqwest::Response) -> Result<(), DeliveryError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body = response.text().await.unwrap_or_default();
-    let snippet: String = body.chars().take(200).collect();
-    let reason = format!("http {status}: {snippet}");
-    match status {
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
-            Err(DeliveryError::Retryable {
-                reason,
-                retry_after,
-            })
+        let response = request.send().await.map_err(|e| unreachable(url, e))?;
+        // 2xx delivered; 408, 429 and 5xx retried; other statuses are permanent.
+        if response.status().is_success() {
+            return Ok(());
         }
-        s if s.is_server_error() => Err(DeliveryError::Retryable {
-            reason,
-            retry_after,
-        }),
-        s if s.is_redirection() => Err(DeliveryError::permanent(format!(
-            "http {status}: redirects are not followed; point `url` at the final location"
-        ))),
-        _ => Err(DeliveryError::permanent(reason)),
-    }
-}
-
-/// The URL without its user-info, for messages (they reach logs and dead letters).
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
-            format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
+        let failure = Failure::read(response).await;
+        let reason = format!("http {}: {}", failure.status, failure.body);
+        Err(failure.into_error(reason))
     }
 }
 
@@ -213,13 +160,7 @@ impl Stream for HttpStream {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    format!(
-                        "cannot reach {}: {}",
-                        redact(&url),
-                        error_chain(&e.without_url())
-                    )
-                })
+                .map_err(|e| unreachable_reason(&url, e))
         })
     }
 }
@@ -227,16 +168,6 @@ impl Stream for HttpStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_never_reach_messages() {
-        assert_eq!(
-            redact("https://user:pw@host:1/x"),
-            "https://[redacted]@host:1/x"
-        );
-        assert_eq!(redact("http://host/a@b"), "http://host/a@b");
-        assert_eq!(redact("http://host/x"), "http://host/x");
-    }
 
     #[test]
     fn queues_cannot_change_the_url() {

@@ -1,28 +1,142 @@
-//! `type = "osticket"` stream (being written).
+//! `type = "osticket"`: creates osTicket tickets through its HTTP API, and
+//! records each ticket's number in the spool's `links` table.
+//!
+//! The payload of each delivery is already the ticket's JSON, rendered by
+//! the use case's `ticket` mapping (use_cases/ticket.rs) at delivery time;
+//! this stream only posts it and reads the answer.
 
+mod client;
 mod config;
 
 pub use config::OsticketStreamConfig;
+use deskbus_spool::Spool;
 
-use super::{BoxFuture, Delivery, DeliveryError, Stream};
+use super::{BoxFuture, Delivery, DeliveryError, Stream, StreamContext};
+use crate::internal_events::{ComponentFailed, TicketAlreadyCreated, TicketCreated};
 
-pub(crate) struct OsticketStream {}
+pub(crate) struct OsticketStream {
+    id: String,
+    client: client::Client,
+    /// Where ticket numbers are kept; `None` when only checked.
+    spool: Option<Spool>,
+    /// `osticket:<stream id>`: the links namespace of this stream.
+    namespace: String,
+}
 
 impl OsticketStream {
-    pub(crate) fn new(_config: OsticketStreamConfig) -> Result<OsticketStream, String> {
-        Err("the osticket stream is being written".into())
+    pub(crate) fn new(
+        config: OsticketStreamConfig,
+        ctx: &StreamContext,
+    ) -> Result<OsticketStream, String> {
+        Ok(OsticketStream {
+            id: ctx.id.clone(),
+            client: client::Client::new(&config)?,
+            spool: ctx.spool.clone(),
+            namespace: format!("osticket:{}", ctx.id),
+        })
+    }
+
+    async fn deliver_one(&self, d: &Delivery) -> Result<(), DeliveryError> {
+        // One event taken by two use cases is two tickets.
+        let local_id = format!("{}/{}", d.event_id, d.use_case);
+        if let Some(number) = self.recorded(&local_id).await? {
+            TicketAlreadyCreated {
+                stream: &self.id,
+                use_case: &d.use_case,
+                event_id: &d.event_id,
+                number: &number,
+            }
+            .emit();
+            return Ok(());
+        }
+        let number = self.client.create(d.payload.clone()).await?;
+        let recorded = match number.is_empty() {
+            true => false,
+            false => self.record(&local_id, &number).await,
+        };
+        TicketCreated {
+            stream: &self.id,
+            use_case: &d.use_case,
+            event_id: &d.event_id,
+            number: &number,
+            recorded,
+        }
+        .emit();
+        Ok(())
+    }
+
+    /// The ticket number recorded for `local_id`. A spool that cannot be
+    /// read is a retry: sending without knowing could create a duplicate.
+    async fn recorded(&self, local_id: &str) -> Result<Option<String>, DeliveryError> {
+        let Some(spool) = self.spool.clone() else {
+            return Ok(None);
+        };
+        let (namespace, local_id) = (self.namespace.clone(), local_id.to_owned());
+        match tokio::task::spawn_blocking(move || spool.link(&namespace, &local_id)).await {
+            Ok(Ok(number)) => Ok(number),
+            Ok(Err(e)) => Err(DeliveryError::retryable(format!(
+                "cannot read recorded ticket numbers: {}",
+                crate::internal_events::error_chain(&e)
+            ))),
+            Err(e) => Err(DeliveryError::retryable(format!(
+                "cannot read recorded ticket numbers: {e}"
+            ))),
+        }
+    }
+
+    /// Records a created ticket's number; false (reported) if it could not be.
+    /// The ticket exists either way, so the delivery counts as done.
+    async fn record(&self, local_id: &str, number: &str) -> bool {
+        let Some(spool) = self.spool.clone() else {
+            return false;
+        };
+        let (namespace, local_id, number) = (
+            self.namespace.clone(),
+            local_id.to_owned(),
+            number.to_owned(),
+        );
+        let outcome =
+            tokio::task::spawn_blocking(move || spool.put_link(&namespace, &local_id, &number))
+                .await;
+        match outcome {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                ComponentFailed {
+                    component: &self.id,
+                    error: &error,
+                }
+                .emit();
+                false
+            }
+            Err(error) => {
+                ComponentFailed {
+                    component: &self.id,
+                    error: &error,
+                }
+                .emit();
+                false
+            }
+        }
     }
 }
 
 impl Stream for OsticketStream {
     fn deliver<'a>(
         &'a self,
-        _batch: &'a [Delivery],
+        batch: &'a [Delivery],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
-        unimplemented!()
+        Box::pin(async move {
+            // Sequential within a batch: the dispatcher runs `concurrency`
+            // batches at once, and a ticket's events keep their order.
+            let mut results = Vec::with_capacity(batch.len());
+            for d in batch {
+                results.push(self.deliver_one(d).await);
+            }
+            results
+        })
     }
 
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>> {
-        unimplemented!()
+        Box::pin(self.client.probe())
     }
 }

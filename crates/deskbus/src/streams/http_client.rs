@@ -1,0 +1,162 @@
+//! What every stream that POSTs to an HTTP API shares (`http`, `osticket`):
+//! the client's settings, how an answer's status becomes a delivery outcome,
+//! and URLs without credentials for messages.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+use super::DeliveryError;
+use crate::internal_events::error_chain;
+
+/// Longest part of an answer's body kept in a reason (reasons reach logs
+/// and dead letters; an HTML error page must not fill them).
+pub(crate) const BODY_SNIPPET_CHARS: usize = 200;
+
+/// A client that never follows redirects, with deskbus's user agent.
+pub(crate) fn build_client(
+    timeout: Duration,
+    headers: HeaderMap,
+) -> Result<reqwest::Client, String> {
+    // reqwest is built without a crypto provider so that ring is the only
+    // one in the graph; install it (idempotent) before the first client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(timeout)
+        // A followed 301/302/303 turns the POST into a bodiless GET whose
+        // 200 would count as delivered: never follow, report instead.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("deskbus/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build http client: {e}"))
+}
+
+/// A request that got no answer (connection refused, timeout...): retried.
+pub(crate) fn unreachable(url: &str, error: reqwest::Error) -> DeliveryError {
+    DeliveryError::retryable(unreachable_reason(url, error))
+}
+
+/// Why `url` gave no answer, without credentials (reqwest's own message
+/// would quote the URL whole).
+pub(crate) fn unreachable_reason(url: &str, error: reqwest::Error) -> String {
+    let error = error.without_url();
+    format!("cannot reach {}: {}", redact(url), error_chain(&error))
+}
+
+/// An answer that is not a success, read whole: its status, `Retry-After`
+/// (in seconds) and the start of its body, trimmed.
+pub(crate) struct Failure {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: String,
+}
+
+impl Failure {
+    pub(crate) async fn read(response: reqwest::Response) -> Failure {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.text().await.unwrap_or_default();
+        Failure {
+            status,
+            retry_after,
+            body: snippet(&body),
+        }
+    }
+
+    /// 408, 429 and 5xx are retried (after `Retry-After` when given); a
+    /// redirect or any other status is permanent. `reason` describes it.
+    pub(crate) fn into_error(self, reason: String) -> DeliveryError {
+        let retry = |reason| DeliveryError::Retryable {
+            reason,
+            retry_after: self.retry_after,
+        };
+        match self.status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => retry(reason),
+            s if s.is_server_error() => retry(reason),
+            s if s.is_redirection() => DeliveryError::permanent(format!(
+                "http {s}: redirects are not followed; point `url` at the final location"
+            )),
+            _ => DeliveryError::permanent(reason),
+        }
+    }
+}
+
+/// The start of `body`, trimmed, cut at a character boundary.
+pub(crate) fn snippet(body: &str) -> String {
+    let body = body.trim();
+    match body.char_indices().nth(BODY_SNIPPET_CHARS) {
+        Some((cut, _)) => format!("{}…", &body[..cut]),
+        None => body.to_owned(),
+    }
+}
+
+/// The URL without its user-info, for messages (they reach logs and dead letters).
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
+            format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(
+            redact("https://user:pw@host:1/x"),
+            "https://[redacted]@host:1/x"
+        );
+        assert_eq!(redact("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact("http://host/x"), "http://host/x");
+    }
+
+    #[test]
+    fn snippets_are_cut_at_characters() {
+        assert_eq!(snippet("  short \n"), "short");
+        let long = "é".repeat(BODY_SNIPPET_CHARS + 5);
+        let cut = snippet(&long);
+        assert_eq!(cut.chars().count(), BODY_SNIPPET_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn statuses_become_outcomes() {
+        let failure = |status: u16| Failure {
+            status: StatusCode::from_u16(status).unwrap(),
+            retry_after: Some(Duration::from_secs(3)),
+            body: String::new(),
+        };
+        for status in [408, 429, 500, 502, 503] {
+            assert_eq!(
+                failure(status).into_error("r".into()),
+                DeliveryError::Retryable {
+                    reason: "r".into(),
+                    retry_after: Some(Duration::from_secs(3))
+                },
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 415, 422] {
+            assert_eq!(
+                failure(status).into_error("r".into()),
+                DeliveryError::permanent("r"),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            failure(302).into_error("r".into()),
+            DeliveryError::Permanent { reason } if reason.contains("redirects are not followed")
+        ));
+    }
+}

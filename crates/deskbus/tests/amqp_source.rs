@@ -1,0 +1,885 @@
+//! The real RabbitMQ on 127.0.0.1:5672 → the amqp source → a file stream.
+//! Messages are published with plain lapin the way the XiVO bus publishes
+//! them (a durable topic exchange, a JSON envelope `{name, origin_uuid,
+//! data}`), but persistent and with publisher confirms, so that the test
+//! knows what the broker holds. Each test has an exchange and a queue of
+//! its own, deleted at its end.
+//!
+//! Needs the shared broker (`scripts/services rabbitmq`); fails, never
+//! skips, without it. The restart test stops and starts the broker's app
+//! with `rabbitmqctl` and holds the broker alone meanwhile; a guard starts
+//! the app again even when the test fails.
+
+#![cfg(feature = "amqp")]
+
+mod util;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use serde_json::{Value, json};
+use util::*;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const XIVO: &str = "ca7f87e9-c2c8-5fad-ba1b-c3140ebb9be3";
+
+/// The broker is shared: the restart test takes it alone, the others share it.
+static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+async fn connect() -> Connection {
+    match Connection::connect(URL, ConnectionProperties::default()).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "RabbitMQ is not reachable on 127.0.0.1:5672 ({e}); run `scripts/services rabbitmq`"
+        ),
+    }
+}
+
+/// A test's exchange and queue names, a publisher on a confirm-mode
+/// channel, and the deskbus consuming them into `<dir>/out/events.ndjson`.
+struct Bus {
+    exchange: String,
+    queue: String,
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Bus {
+    async fn new() -> Bus {
+        let name = format!("deskbus.test.src.{}", uuid7());
+        let connection = connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Bus {
+            queue: format!("{name}.q"),
+            exchange: name,
+            connection,
+            channel,
+        }
+    }
+
+    /// Publishes one persistent message and waits for the broker's confirm.
+    async fn publish(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
+        self.publish_many(&[(routing_key.to_owned(), body.to_vec(), properties)])
+            .await;
+    }
+
+    /// Publishes persistent messages, then waits for every confirm.
+    async fn publish_many(&self, messages: &[(String, Vec<u8>, BasicProperties)]) {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (key, body, properties) in messages {
+            let properties = properties
+                .clone()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into());
+            confirms.push(
+                self.channel
+                    .basic_publish(
+                        self.exchange.as_str().into(),
+                        key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        properties,
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+        for confirm in confirms {
+            assert_eq!(confirm.await.unwrap(), Confirmation::Ack(None));
+        }
+    }
+
+    /// Publishes an envelope as the XiVO bus does.
+    async fn publish_event(&self, routing_key: &str, name: &str, data: Value) {
+        let body = json!({"name": name, "origin_uuid": XIVO, "data": data});
+        self.publish(
+            routing_key,
+            body.to_string().as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+
+    /// Messages ready in the test's queue (not counting unacknowledged ones).
+    async fn ready_messages(&self) -> u32 {
+        let channel = self.connection.create_channel().await.unwrap();
+        let queue = channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = channel.close(200, "ok".into()).await;
+        queue.message_count()
+    }
+
+    /// Deletes the queue and the exchange (the broker is shared).
+    async fn cleanup(self) {
+        let channel = self.connection.create_channel().await.unwrap();
+        let _ = channel
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        let _ = channel
+            .exchange_delete(
+                self.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+        let _ = self.connection.close(200, "clean up".into()).await;
+    }
+}
+
+/// deskbus with the amqp source `bus` on `exchange` (`source` adds keys to
+/// it), and every event it takes into `<dir>/out/events.ndjson`. `extra`
+/// adds tables; `use_case` replaces the use case's selection keys.
+fn config(dir: &Path, admin: SocketAddr, exchange: &str, source: &str, use_case: &str) -> String {
+    format!(
+        r#"
+[general]
+data_dir = "{data}"
+shutdown_timeout = "5s"
+
+[admin]
+address = "{admin}"
+
+[log]
+level = "info"
+
+[sources.bus]
+type = "amqp"
+url = "{URL}"
+exchange = "{exchange}"
+{source}
+
+[streams.out]
+type = "file"
+path = "{out}/{{queue}}.ndjson"
+
+[use_cases.all]
+inputs = ["bus"]
+{use_case}
+stream = "out"
+queue = "events"
+"#,
+        data = dir.join("data").display(),
+        out = dir.join("out").display(),
+    )
+}
+
+/// Starts deskbus on `config(...)` in `dir`; returns once it consumes.
+fn start(dir: &Path, exchange: &str, source: &str, use_case: &str) -> Deskbus {
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let unused: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let use_case = match use_case {
+        "" => "routing_keys = [\"#\"]",
+        other => other,
+    };
+    Deskbus::start(
+        dir,
+        &config(dir, admin, exchange, source, use_case),
+        admin,
+        unused,
+    )
+}
+
+/// The events in `<dir>/out/events.ndjson` (a last line still being
+/// written is left for the next read).
+fn delivered(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("out/events.ndjson")).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+/// Waits until `n` events were delivered; returns them.
+fn wait_delivered(dir: &Path, n: usize, timeout: Duration) -> Vec<Value> {
+    let mut events = Vec::new();
+    wait_for(timeout, &format!("{n} delivered events"), || {
+        events = delivered(dir);
+        events.len() >= n
+    });
+    events
+}
+
+/// `deskbus dlq list` until it shows `n` dead letters; the list.
+fn wait_dead_letters(bus: &Deskbus, n: usize) -> String {
+    let want = format!("{n} dead letter{}", if n == 1 { "" } else { "s" });
+    let mut list = String::new();
+    wait_for(Duration::from_secs(10), &want, || {
+        let (code, out, stderr) = bus.cli(&["dlq", "list"]);
+        assert_eq!(code, 0, "{stderr}");
+        list = out;
+        list.contains(&want)
+    });
+    list
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xivo_events_arrive_with_their_routing_keys_and_fields() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let queue = format!("queue = \"{}\"", bus.queue);
+    let deskbus = start(dir.path(), &bus.exchange, &queue, "");
+
+    bus.publish_event(
+        "call_form_result",
+        "call_form_result",
+        json!({"user_id": 40, "variables": {"firstname": "John", "lastname": "Doe"}}),
+    )
+    .await;
+    bus.publish_event(
+        "status.agent",
+        "agent_status_update",
+        json!({"agent_id": 42, "xivo_id": XIVO, "status": "logged_in"}),
+    )
+    .await;
+    bus.publish_event(
+        "ami.QueueMemberStatus",
+        "QueueMemberStatus",
+        json!({"Status": "1", "MemberName": "sip/m3ylhs", "Queue": "petak"}),
+    )
+    .await;
+    let chat_key = format!("chat.message.{XIVO}.42");
+    bus.publish_event(
+        &chat_key,
+        "chat_message_event",
+        json!({"alias": "Alice", "to": [XIVO, 42], "from": [XIVO, 22], "msg": "Salut, Québec !"}),
+    )
+    .await;
+    // A deskbus envelope (another deskbus's amqp stream): its id and time
+    // are kept; the broker's routing key wins over the body's.
+    let id = uuid7();
+    bus.publish(
+        "ticket.created.3",
+        json!({"id": id, "time": "2026-01-02T03:04:05Z", "name": "ticket.created",
+               "routing_key": "ignored", "data": {"ticket_id": 7}})
+        .to_string()
+        .as_bytes(),
+        BasicProperties::default().with_message_id(id.as_str().into()),
+    )
+    .await;
+    // No id in the body: the message id and timestamp give the event's.
+    let message_id = uuid7();
+    bus.publish(
+        "status.user",
+        json!({"name": "user_status_update", "origin_uuid": XIVO,
+               "data": {"user_id": 42, "xivo_id": XIVO, "status": "busy"}})
+        .to_string()
+        .as_bytes(),
+        BasicProperties::default()
+            .with_message_id(message_id.as_str().into())
+            .with_timestamp(1_700_000_000),
+    )
+    .await;
+
+    let events = wait_delivered(dir.path(), 6, Duration::from_secs(20));
+    let by_name: HashMap<&str, &Value> = events
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e))
+        .collect();
+    let form = by_name["call_form_result"];
+    assert_eq!(form["routing_key"], "call_form_result");
+    assert_eq!(form["origin_uuid"], XIVO);
+    assert_eq!(form["source"], "bus");
+    assert_eq!(form["data"]["user_id"], 40);
+    assert_eq!(form["data"]["variables"]["lastname"], "Doe");
+    let keys: Vec<&String> = form["data"]["variables"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(keys, ["firstname", "lastname"], "data keeps its order");
+    assert_eq!(
+        uuid::Uuid::parse_str(form["id"].as_str().unwrap())
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+    assert_eq!(
+        by_name["agent_status_update"]["routing_key"],
+        "status.agent"
+    );
+    assert_eq!(
+        by_name["agent_status_update"]["data"]["status"],
+        "logged_in"
+    );
+    let ami = by_name["QueueMemberStatus"];
+    assert_eq!(ami["routing_key"], "ami.QueueMemberStatus");
+    assert_eq!(ami["data"]["MemberName"], "sip/m3ylhs");
+    let chat = by_name["chat_message_event"];
+    assert_eq!(chat["routing_key"], chat_key.as_str());
+    assert_eq!(chat["data"]["msg"], "Salut, Québec !");
+    assert_eq!(chat["data"]["to"], json!([XIVO, 42]));
+    let ticket = by_name["ticket.created"];
+    assert_eq!(ticket["id"], id.as_str());
+    assert_eq!(ticket["time"], "2026-01-02T03:04:05Z");
+    assert_eq!(ticket["routing_key"], "ticket.created.3");
+    let user = by_name["user_status_update"];
+    assert_eq!(user["id"], message_id.as_str());
+    assert_eq!(user["time"], "2023-11-14T22:13:20Z");
+
+    drop(deskbus);
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_keys_choose_what_arrives() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let source = format!(
+        "queue = \"{}\"\nbinding_keys = [\"call_form_result\", \"status.#\"]",
+        bus.queue
+    );
+    let deskbus = start(dir.path(), &bus.exchange, &source, "");
+    let keys = [
+        ("call_form_result", true),
+        ("status.agent", true),
+        ("status.user", true),
+        ("status", true), // `#` matches zero words
+        ("status.agent.extra", true),
+        ("ami.Hangup", false),
+        ("call_form_results", false),
+        ("chat.message.x.1", false),
+        ("service.registered.status", false),
+    ];
+    for (key, _) in keys {
+        bus.publish_event(key, "probe", json!({"key": key})).await;
+    }
+    let want: Vec<&str> = keys.iter().filter(|k| k.1).map(|k| k.0).collect();
+    let events = wait_delivered(dir.path(), want.len(), Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut got: Vec<String> = delivered(dir.path())
+        .iter()
+        .map(|e| {
+            assert_eq!(e["routing_key"], e["data"]["key"]);
+            e["routing_key"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = want.into_iter().map(String::from).collect();
+    want.sort();
+    assert_eq!(got, want, "{events:?}");
+    drop(deskbus);
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_go_to_dead_letters_and_are_acknowledged() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let queue = format!("queue = \"{}\"", bus.queue);
+    let mut deskbus = start(dir.path(), &bus.exchange, &queue, "");
+
+    let bad: [(&str, &[u8], &str); 6] = [
+        ("bad.json", b"{\"name\": ", "not a JSON event envelope"),
+        ("bad.text", b"hello", "expected value at line 1 column 1"),
+        (
+            "bad.noname",
+            br#"{"origin_uuid": "x", "data": {}}"#,
+            "missing field `name`",
+        ),
+        (
+            "bad.type",
+            br#"{"name": 5, "data": {}}"#,
+            "invalid type: integer `5`, expected a string",
+        ),
+        (
+            "bad.extra",
+            br#"{"name": "x", "data": {}, "nmae": "y"}"#,
+            "unknown field `nmae`",
+        ),
+        (
+            "bad.id",
+            br#"{"name": "x", "id": "nope", "data": {}}"#,
+            "invalid event envelope: `id` is not a UUID",
+        ),
+    ];
+    for (key, body, _) in &bad {
+        bus.publish(key, body, BasicProperties::default()).await;
+    }
+    bus.publish_event(
+        "good",
+        "call_form_result",
+        json!({"user_id": 1, "variables": {}}),
+    )
+    .await;
+
+    let events = wait_delivered(dir.path(), 1, Duration::from_secs(20));
+    assert_eq!(events[0]["name"], "call_form_result");
+    let list = wait_dead_letters(&deskbus, bad.len());
+    for (key, _, reason) in &bad {
+        let line = list
+            .lines()
+            .find(|l| l.contains(&format!("{key}#")))
+            .unwrap_or_else(|| panic!("no dead letter for {key}:\n{list}"));
+        assert!(
+            line.contains("(source)") && line.contains("bus (input)"),
+            "{line}"
+        );
+        assert!(line.contains(reason), "{reason} not in {line}");
+    }
+    // `dlq show` keeps the body as it came.
+    let id = list
+        .lines()
+        .find(|l| l.contains("bad.text#"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (code, show, stderr) = deskbus.cli(&["dlq", "show", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(show.contains("hello"), "{show}");
+
+    // Acknowledged: nothing comes back once deskbus has let go of the queue.
+    assert!(deskbus.terminate().success());
+    assert_eq!(bus.ready_messages().await, 0);
+    assert_eq!(delivered(dir.path()).len(), 1);
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_events_are_acknowledged_and_counted() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let queue = format!("queue = \"{}\"", bus.queue);
+    let mut deskbus = start(
+        dir.path(),
+        &bus.exchange,
+        &queue,
+        "events = [\"call_form_result\"]",
+    );
+    for i in 0..3 {
+        bus.publish_event("status.user", "user_status_update", json!({"user_id": i}))
+            .await;
+    }
+    bus.publish_event(
+        "call_form_result",
+        "call_form_result",
+        json!({"user_id": 1}),
+    )
+    .await;
+    wait_delivered(dir.path(), 1, Duration::from_secs(20));
+    wait_for(Duration::from_secs(5), "unmatched events counted", || {
+        deskbus.metric(
+            "deskbus_source_rejected_events_total",
+            "reason=\"unmatched\"",
+        ) == 3.0
+    });
+    assert!(deskbus.terminate().success());
+    assert_eq!(
+        bus.ready_messages().await,
+        0,
+        "unmatched events are acknowledged"
+    );
+    assert_eq!(delivered(dir.path()).len(), 1);
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_queue_keeps_what_is_published_while_deskbus_is_down() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let queue = format!("queue = \"{}\"", bus.queue);
+    let mut deskbus = start(dir.path(), &bus.exchange, &queue, "");
+    let round = |first: usize, n: usize| {
+        (first..first + n)
+            .map(|i| {
+                let body = json!({"name": "call_form_result", "origin_uuid": XIVO,
+                                  "data": {"user_id": i, "variables": {}}});
+                (
+                    "call_form_result".to_owned(),
+                    body.to_string().into_bytes(),
+                    BasicProperties::default(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    bus.publish_many(&round(0, 10)).await;
+    wait_delivered(dir.path(), 10, Duration::from_secs(20));
+
+    // Stopped cleanly, then killed: either way the queue holds what comes meanwhile.
+    assert!(deskbus.terminate().success());
+    bus.publish_many(&round(10, 20)).await;
+    deskbus.spawn();
+    wait_delivered(dir.path(), 30, Duration::from_secs(20));
+    deskbus.kill();
+    bus.publish_many(&round(30, 20)).await;
+    deskbus.spawn();
+    let events = wait_delivered(dir.path(), 50, Duration::from_secs(20));
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users: BTreeMap<u64, usize> =
+        delivered(dir.path())
+            .iter()
+            .fold(BTreeMap::new(), |mut seen, e| {
+                *seen
+                    .entry(e["data"]["user_id"].as_u64().unwrap())
+                    .or_default() += 1;
+                seen
+            });
+    assert_eq!(users.len(), 50, "{events:?}");
+    assert!(users.values().all(|n| *n == 1), "{users:?}");
+    drop(deskbus);
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_checks_events_against_the_xivo_catalog() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let source = format!("queue = \"{}\"\nvalidate = true", bus.queue);
+    let deskbus = start(dir.path(), &bus.exchange, &source, "");
+
+    bus.publish_event(
+        "call_form_result",
+        "call_form_result",
+        json!({"user_id": 40, "variables": {"firstname": "John"}}),
+    )
+    .await;
+    bus.publish_event(
+        "ami.Hangup",
+        "Hangup",
+        json!({"Channel": "SIP/abc-0001", "Cause": "16"}),
+    )
+    .await;
+    let refused = [
+        (
+            "ticket.created",
+            "ticket.created",
+            json!({}),
+            "unknown XiVO event `ticket.created`",
+        ),
+        (
+            "call_form_result",
+            "call_form_result",
+            json!({"variables": {}}),
+            "`data.user_id` is missing",
+        ),
+        (
+            "status.agent",
+            "agent_status_update",
+            json!({"agent_id": 1, "xivo_id": "nope", "status": "logged_in"}),
+            "`data.xivo_id` must be a string (UUID), found \"nope\"",
+        ),
+        (
+            "ami.Newchannel",
+            "Newchannel",
+            json!({"Uniqueid": 1700000000.1}),
+            "`data.Uniqueid` must be a string",
+        ),
+    ];
+    for (key, name, data, _) in &refused {
+        bus.publish_event(key, name, data.clone()).await;
+    }
+    let events = wait_delivered(dir.path(), 2, Duration::from_secs(20));
+    let names: Vec<&str> = events.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["call_form_result", "Hangup"]);
+    let list = wait_dead_letters(&deskbus, refused.len());
+    for (_, _, _, reason) in &refused {
+        assert!(list.contains(reason), "{reason} not in\n{list}");
+    }
+    assert_eq!(delivered(dir.path()).len(), 2);
+    drop(deskbus);
+    bus.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_server_named_queue_when_queue_is_omitted() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let deskbus = start(dir.path(), &bus.exchange, "prefetch = 1", "");
+    for i in 0..5 {
+        bus.publish_event("status.user", "user_status_update", json!({"user_id": i}))
+            .await;
+    }
+    let events = wait_delivered(dir.path(), 5, Duration::from_secs(20));
+    let mut users: Vec<u64> = events
+        .iter()
+        .map(|e| e["data"]["user_id"].as_u64().unwrap())
+        .collect();
+    users.sort();
+    assert_eq!(users, [0, 1, 2, 3, 4]);
+    drop(deskbus);
+    bus.cleanup().await;
+}
+
+/// Makes every message of `queue` redelivered: a consumer takes them all
+/// without acknowledging, then closes its channel.
+async fn take_without_ack(queue: &str, n: usize) {
+    let connection = connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    consumer.set_delegate(move |delivery: lapin::message::DeliveryResult| {
+        if let Ok(Some(delivery)) = delivery {
+            let _ = tx.send(delivery.delivery_tag);
+        }
+        async {}
+    });
+    for _ in 0..n {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a message to take")
+            .unwrap();
+    }
+    let _ = channel.close(200, "requeue".into()).await;
+    let _ = connection.close(200, "requeue".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_messages_already_committed_are_not_committed_twice() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    // Batches of one message: each redelivery is matched in a batch of its own.
+    let source = format!("queue = \"{}\"\nprefetch = 2", bus.queue);
+    let mut deskbus = start(dir.path(), &bus.exchange, &source, "");
+    let form = |user: u64| json!({"user_id": user, "variables": {}});
+    bus.publish_event("call_form_result", "call_form_result", form(1))
+        .await;
+    let first = wait_delivered(dir.path(), 1, Duration::from_secs(20));
+    assert!(deskbus.terminate().success());
+
+    // What a lost ack looks like to deskbus: the same message (no message
+    // id, so known by its routing key and body) handed out again, marked
+    // redelivered; then an identical one it never committed, and another.
+    for user in [1, 1, 2] {
+        bus.publish_event("call_form_result", "call_form_result", form(user))
+            .await;
+    }
+    take_without_ack(&bus.queue, 3).await;
+    deskbus.spawn();
+    let events = wait_delivered(dir.path(), 3, Duration::from_secs(20));
+    let mut users: Vec<u64> = events[1..]
+        .iter()
+        .map(|e| e["data"]["user_id"].as_u64().unwrap())
+        .collect();
+    users.sort();
+    assert_eq!(
+        users,
+        [1, 2],
+        "one committed message stands for one redelivery only"
+    );
+    wait_for(Duration::from_secs(5), "the redelivery skipped", || {
+        deskbus.metric("deskbus_source_skipped_redeliveries_total", "") == 1.0
+    });
+
+    // Not redelivered: an identical message is new input, and is kept.
+    bus.publish_event("call_form_result", "call_form_result", form(1))
+        .await;
+    let events = wait_delivered(dir.path(), 4, Duration::from_secs(20));
+    assert_eq!(events[3]["data"]["user_id"], 1);
+    assert_ne!(events[3]["id"], first[0]["id"]);
+    assert!(deskbus.terminate().success());
+    assert_eq!(bus.ready_messages().await, 0);
+    assert_eq!(delivered(dir.path()).len(), 4);
+    bus.cleanup().await;
+}
+
+/// Markers (`data.n`) and, for each, the event ids it was delivered with.
+fn ids_by_marker(dir: &Path) -> BTreeMap<u64, Vec<String>> {
+    let mut by = BTreeMap::<u64, Vec<String>>::new();
+    for e in delivered(dir) {
+        by.entry(e["data"]["n"].as_u64().unwrap())
+            .or_default()
+            .push(e["id"].as_str().unwrap().to_owned());
+    }
+    by
+}
+
+/// Every marker below `total` arrived, each under one event id (a second
+/// delivery, by the file stream after a crash, repeats that id); returns
+/// the number of repeated deliveries.
+fn assert_each_once(dir: &Path, total: u64) -> usize {
+    let by = ids_by_marker(dir);
+    let missing: Vec<u64> = (0..total).filter(|n| !by.contains_key(n)).collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    let mut repeats = 0;
+    for (n, ids) in &by {
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "message {n} became several events: {ids:?}"
+        );
+        repeats += ids.len() - 1;
+    }
+    repeats
+}
+
+fn numbered(first: u64, n: u64) -> Vec<(String, Vec<u8>, BasicProperties)> {
+    (first..first + n)
+        .map(|i| {
+            let body = json!({"name": "call_form_result", "origin_uuid": XIVO,
+                              "data": {"n": i, "user_id": i % 7, "variables": {"ticket": i}}});
+            (
+                "call_form_result".to_owned(),
+                body.to_string().into_bytes(),
+                BasicProperties::default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_and_commits_nothing_twice() {
+    const TOTAL: u64 = 5_000;
+    let _broker = BROKER.read().await;
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let queue = format!("queue = \"{}\"", bus.queue);
+    // Declares the queue and its binding, then lets go.
+    let mut deskbus = start(dir.path(), &bus.exchange, &queue, "");
+    assert!(deskbus.terminate().success());
+    bus.publish_many(&numbered(0, TOTAL)).await;
+
+    // Two kills mid-consumption, each after a share of the run was taken.
+    for share in [TOTAL / 5, TOTAL / 2] {
+        deskbus.spawn();
+        wait_for(Duration::from_secs(60), "consumption under way", || {
+            ids_by_marker(dir.path()).len() as u64 >= share
+        });
+        deskbus.kill();
+    }
+    deskbus.spawn();
+    wait_for(Duration::from_secs(60), "every message", || {
+        ids_by_marker(dir.path()).len() as u64 >= TOTAL
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let repeats = assert_each_once(dir.path(), TOTAL);
+    let skipped = deskbus
+        .log()
+        .matches("acknowledged without committing it twice")
+        .count();
+    eprintln!(
+        "{TOTAL} messages, 2 kills: {repeats} deliveries repeated by the stream (same id), \
+         {skipped} batches of redeliveries recognised, in {:?}",
+        started.elapsed()
+    );
+    assert!(deskbus.terminate().success());
+    assert_eq!(bus.ready_messages().await, 0);
+    bus.cleanup().await;
+}
+
+/// Starts the broker's app when dropped: whatever happens to the test, the
+/// shared broker is left running.
+struct AppGuard;
+
+impl Drop for AppGuard {
+    fn drop(&mut self) {
+        // No panic here: this may run while a failed test unwinds.
+        match Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            other => eprintln!(
+                "rabbitmqctl start_app failed ({other:?}); run `scripts/services rabbitmq`"
+            ),
+        }
+    }
+}
+
+fn rabbitmqctl(command: &str) {
+    let out = Command::new("rabbitmqctl")
+        .args(["-q", command])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run rabbitmqctl ({e}); `scripts/services rabbitmq` installs it")
+        });
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {command} failed (`scripts/services rabbitmq` recovers the broker): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_through_a_broker_restart() {
+    const BEFORE: u64 = 3_000;
+    const AFTER: u64 = 500;
+    let _broker = BROKER.write().await;
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    // One message per commit, so that taking the run lasts a few seconds
+    // and the stop (rabbitmqctl boots a VM first) lands in the middle.
+    let source = format!("queue = \"{}\"\nprefetch = 2", bus.queue);
+    let mut deskbus = start(dir.path(), &bus.exchange, &source, "");
+    assert!(deskbus.terminate().success());
+    bus.publish_many(&numbered(0, BEFORE)).await;
+    let exchange = bus.exchange.clone();
+    let queue_name = bus.queue.clone();
+    drop(bus);
+    deskbus.spawn();
+
+    // Stopped while deskbus is still taking the first run.
+    let guard = AppGuard;
+    tokio::task::spawn_blocking(|| rabbitmqctl("stop_app"))
+        .await
+        .unwrap();
+    let during = ids_by_marker(dir.path()).len() as u64;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::spawn_blocking(move || drop(guard)) // start_app
+        .await
+        .unwrap();
+
+    let bus = Bus {
+        exchange,
+        queue: queue_name,
+        ..Bus::new().await
+    };
+    bus.publish_many(&numbered(BEFORE, AFTER)).await;
+    wait_for(Duration::from_secs(60), "every message", || {
+        ids_by_marker(dir.path()).len() as u64 >= BEFORE + AFTER
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let repeats = assert_each_once(dir.path(), BEFORE + AFTER);
+    assert!(
+        deskbus.metric("deskbus_source_reconnects_total", "source=\"bus\"") >= 1.0,
+        "the restart was not felt"
+    );
+    eprintln!(
+        "{during} of {BEFORE} taken when the broker stopped; {repeats} repeated deliveries; {:?}",
+        started.elapsed()
+    );
+    assert!(
+        during < BEFORE,
+        "the broker stopped after the whole run was taken"
+    );
+    drop(deskbus);
+    bus.cleanup().await;
+}
