@@ -154,20 +154,12 @@ pub(crate) fn parse_exchange(name: &str) -> Result<String, String> {
 
 /// `url` with the password (if any) replaced by `***`, for messages.
 pub(crate) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+    let Some(range) = crate::config::userinfo_range(url) else {
         return url.to_owned();
     };
-    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
-    match userinfo.contains(':') {
-        true => format!("{scheme}{user}:***@{host}{tail}"),
-        false => url.to_owned(),
+    match url[range.clone()].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..range.start], &url[range.end..]),
+        None => url.to_owned(),
     }
 }
 
@@ -227,6 +219,14 @@ mod tests {
         );
         assert_eq!(redact_url("amqp://user@host/"), "amqp://user@host/");
         assert_eq!(redact_url("u:hunter2@host"), "u:***@host");
+        for url in [
+            "amqp://u:pa/ss@host/v",
+            "amqp://u:pa?ss@host/v",
+            "amqp://u:pa#ss@host/v",
+            "amqp://u:p@ss@host/v",
+        ] {
+            assert_eq!(redact_url(url), "amqp://u:***@host/v", "{url}");
+        }
     }
 
     #[test]

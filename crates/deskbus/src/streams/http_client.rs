@@ -99,9 +99,9 @@ pub(crate) fn snippet(body: &str) -> String {
 
 /// The URL without its user-info, for messages (they reach logs and dead letters).
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
-            format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
+    match crate::config::userinfo_range(url) {
+        Some(range) if range.start > 0 => {
+            format!("{}[redacted]{}", &url[..range.start], &url[range.end..])
         }
         _ => url.to_owned(),
     }
@@ -119,6 +119,10 @@ mod tests {
         );
         assert_eq!(redact("http://host/a@b"), "http://host/a@b");
         assert_eq!(redact("http://host/x"), "http://host/x");
+        assert_eq!(
+            redact("https://u:p/w@d@host/x"),
+            "https://[redacted]@host/x"
+        );
     }
 
     #[test]
