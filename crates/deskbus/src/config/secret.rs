@@ -28,16 +28,6 @@ impl fmt::Display for Secret {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn never_prints_the_value() {
-        let s = super::Secret::new("hunter2".into());
-        assert!(!format!("{s:?} {s}").contains("hunter2"));
-        assert_eq!(s.expose(), "hunter2");
-    }
-}
-
 /// Where the credentials of `url` are: the byte range of its userinfo
 /// (`user:password` between `scheme://` and the last `@`), if it has one.
 /// A password may hold `/`, `?`, `#` or `@`, so the userinfo ends at the
@@ -48,4 +38,14 @@ pub(crate) fn userinfo_range(url: &str) -> Option<std::ops::Range<usize>> {
     let at = start + url[start..].rfind('@')?;
     let userinfo = &url[start..at];
     (userinfo.contains(':') || !userinfo.contains('/')).then_some(start..at)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn never_prints_the_value() {
+        let s = super::Secret::new("hunter2".into());
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
 }
