@@ -101,8 +101,22 @@ pub(crate) fn run(
         } else {
             sync
         };
-        if wanted != current && schema::set_sync(&conn, wanted).is_ok() {
-            current = wanted;
+        if wanted != current {
+            match schema::set_sync(&conn, wanted) {
+                Ok(()) => current = wanted,
+                // Staying relaxed would commit appends without an fsync, and
+                // sources would acknowledge what is not durable: refuse them.
+                Err(error) if wanted == sync => {
+                    let message =
+                        format!("cannot restore synchronous mode: {}", error_chain(&error));
+                    for command in group {
+                        pending(command, Ok(0)).answer(Some(&message));
+                    }
+                    continue;
+                }
+                // Staying strict only costs an fsync.
+                Err(_) => {}
+            }
         }
         let mut woken = BTreeSet::new();
         let (pending, committed) = apply_group(&mut conn, group, &mut woken);
