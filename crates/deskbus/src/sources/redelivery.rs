@@ -6,8 +6,7 @@
 //! (or a lost connection) between the two makes the broker deliver the
 //! same input again. The spool cannot catch that: its `(use_case,
 //! event_id)` index only spans entries still pending, and an entry may be
-//! delivered and gone by then; and input without an identity of its own
-//! (XiVO's messages carry no `message_id`) would get a new event id anyway.
+//! delivered and gone by then.
 //!
 //! So each commit also stores, as the source's cursor (same transaction as
 //! the events, see `Ingest::submit_with_rejects`), the fingerprints of the
@@ -20,12 +19,13 @@
 //! its fingerprint is in the window, the source acknowledges it without
 //! committing it again.
 //!
-//! The cost, documented for operators: input with no identity of its own is
-//! fingerprinted by its content, so a redelivered message identical (same
-//! routing key and body) to another one committed among the last
-//! `capacity` is taken for that one. Fresh input (not marked as seen
-//! before) is never matched, so identical messages in normal operation are
-//! all kept; only a crash or a lost connection can merge two of them.
+//! A fingerprint must name one input, never its content alone: the AMQP
+//! `message_id`, the Beanstalk job id. Two identical messages are two
+//! inputs, and if the first was committed and acknowledged, taking the
+//! redelivered second for it would lose it. Input with no identity of its
+//! own (XiVO's messages carry no `message_id`) is therefore not
+//! fingerprinted, and is committed again when it comes back: a duplicate,
+//! bounded by what was in flight, rather than a loss.
 
 use std::collections::{HashMap, VecDeque};
 

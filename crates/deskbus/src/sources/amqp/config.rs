@@ -25,10 +25,12 @@ use crate::config::walker::Table;
 /// UUIDv7; the event time is the envelope's `time`, else the message's
 /// `timestamp`, else now. After a crash or a lost connection the broker
 /// hands out again what was not acknowledged (`redelivered`); deskbus
-/// remembers the last `prefetch` messages it committed (in the spool, with
-/// them) and acknowledges those without committing them twice. A message
-/// without a `message_id` is recognised by its routing key and body, so a
-/// redelivered message identical to one of those is taken for it.
+/// remembers the `message_id`s of the last `prefetch` messages it
+/// committed (in the spool, with them) and acknowledges those without
+/// committing them twice. A message without a `message_id` (XiVO sets
+/// none) cannot be told from an identical one, so a redelivered one is
+/// committed again: at least once, never lost, and at most `prefetch`
+/// repeats per crash or lost connection, each under a new event id.
 ///
 /// When the broker goes away (a restart, `rabbitmqctl stop_app`, a channel
 /// error), deskbus connects again with a growing delay (up to 5 s),

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 pub use config::AmqpSourceConfig;
 
 use super::reconnect::{Backoff, sleep_unless_shutdown};
-use super::redelivery::{Window, fingerprint};
+use super::redelivery::{Fingerprint, Window, fingerprint};
 use super::{SourceContext, SourceError};
 use crate::amqp::{self, Declare};
 use crate::internal_events::{EventsReceived, RedeliveriesSkipped, SourceDisconnected};
@@ -308,11 +308,11 @@ impl AmqpSource {
         let mut skipped = 0;
         for delivery in &batch {
             let fp = delivery_fingerprint(delivery);
-            if delivery.redelivered && self.window.take(fp) {
+            if delivery.redelivered && fp.is_some_and(|fp| self.window.take(fp)) {
                 skipped += 1;
                 continue;
             }
-            committing.push(fp);
+            committing.extend(fp);
             match self.decode(delivery) {
                 Ok(event) => events.push(event),
                 Err(reason) => rejected.push(RejectedInput {
@@ -397,15 +397,17 @@ impl AmqpSource {
 }
 
 /// What recognises a message when the broker hands it out again: its
-/// `message_id` when the publisher set one (deskbus's amqp stream sets the
-/// event id), else its content. Both with the routing key, under which one
-/// event may be published to several queues.
-fn delivery_fingerprint(delivery: &Delivery) -> u64 {
+/// `message_id` (deskbus's amqp stream sets the event id), with the routing
+/// key, under which one event may be published to several queues.
+///
+/// None without a `message_id`. The body is no identity: two identical
+/// messages are two inputs, and taking a redelivered one for an earlier
+/// twin that was committed *and acknowledged* would lose it. Such a
+/// message is committed again when redelivered (at least once).
+fn delivery_fingerprint(delivery: &Delivery) -> Option<Fingerprint> {
+    let id = delivery.properties.message_id().as_ref()?;
     let key = delivery.routing_key.as_str().as_bytes();
-    match delivery.properties.message_id() {
-        Some(id) => fingerprint(&[b"message_id", key, id.as_str().as_bytes()]),
-        None => fingerprint(&[b"body", key, &delivery.data]),
-    }
+    Some(fingerprint(&[b"message_id", key, id.as_str().as_bytes()]))
 }
 
 /// A message id as an event id: the id itself when it is a UUID (deskbus's
