@@ -438,26 +438,6 @@ impl Db {
         Ok((out[0], out[1]))
     }
 
-    /// Rows of each table above the given ids (`None`: skip that table):
-    /// how many remain to read, for the progress bar.
-    pub async fn count_after(&mut self, entry: u64, event: u64) -> Result<u64, DbError> {
-        let text = format!(
-            "SELECT (SELECT CAST(COUNT(*) AS SIGNED) FROM {} WHERE id > ?), \
-                    (SELECT CAST(COUNT(*) AS SIGNED) FROM {} WHERE id > ?)",
-            self.tables.t("thread_entry"),
-            self.tables.t("thread_event")
-        );
-        let row = sql(text)
-            .bind(entry)
-            .bind(event)
-            .fetch_one(&mut self.conn)
-            .await
-            .map_err(q("backlog"))?;
-        let a = int_at(&row, 0).map_err(q("backlog"))?.unwrap_or(0);
-        let b = int_at(&row, 1).map_err(q("backlog"))?.unwrap_or(0);
-        Ok((a + b).max(0) as u64)
-    }
-
     fn entry_select(&self) -> String {
         format!(
             "SELECT e.id, e.thread_id, e.pid, e.staff_id, e.user_id, e.`type`, e.flags, e.poster, \
@@ -756,32 +736,36 @@ impl Db {
         }
     }
 
-    /// Every ticket thread → (ticket id, number): what a later delete can
-    /// no longer be traced to once osTicket has removed the rows.
-    pub async fn thread_map(&mut self) -> Result<HashMap<u64, (u64, String)>, DbError> {
+    /// Ticket threads with ids above `after`, in id order, at most `limit`:
+    /// (thread id, ticket id, number), what a later delete can no longer be
+    /// traced to once osTicket has removed the rows.
+    pub async fn thread_page(
+        &mut self,
+        after: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, u64, String)>, DbError> {
         let text = format!(
             "SELECT th.id, t.ticket_id, t.number FROM {} th JOIN {} t ON t.ticket_id = th.object_id \
-             WHERE th.object_type = 'T'",
+             WHERE th.object_type = 'T' AND th.id > ? ORDER BY th.id LIMIT ?",
             self.tables.t("thread"),
             self.tables.t("ticket")
         );
         let rows = sql(text)
+            .bind(after)
+            .bind(limit)
             .fetch_all(&mut self.conn)
             .await
             .map_err(q("ticket threads"))?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let read = || -> Result<(u64, u64, String), sqlx::Error> {
+        rows.iter()
+            .map(|row| {
                 Ok((
                     int_at(row, 0)?.unwrap_or(0) as u64,
                     int_at(row, 1)?.unwrap_or(0) as u64,
                     string_at(row, 2)?.unwrap_or_default(),
                 ))
-            };
-            let (thread, ticket, number) = read().map_err(q("ticket threads"))?;
-            out.insert(thread, (ticket, number));
-        }
-        Ok(out)
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("ticket threads"))
     }
 
     /// Which of `ids` still exist in `ticket`.

@@ -131,10 +131,14 @@ impl Context<'_> {
         time: &DbTime,
         data: Map<String, Value>,
     ) -> Event {
-        let at = time.to_utc(self.zone).unwrap_or_else(jiff::Timestamp::now);
+        let at = time.to_utc(self.zone);
         let mut event = Event::new(self.source, name, self.origin, Value::Object(data));
-        event.id = stable_id(self.origin, self.source, table, row, at);
-        event.time = at;
+        // A zero date has no time. The id must still be the same each time
+        // the row is read, so it takes the epoch; the event is stamped with
+        // the time it was read.
+        let id_time = at.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        event.id = stable_id(self.origin, self.source, table, row, id_time);
+        event.time = at.unwrap_or_else(jiff::Timestamp::now);
         event
     }
 
@@ -594,6 +598,22 @@ mod tests {
         looped.insert(1, (2, "A".to_owned()));
         looped.insert(2, (1, "B".to_owned()));
         assert_eq!(full_name(&looped, 1).as_deref(), Some("B / A"));
+    }
+
+    #[test]
+    fn a_zero_date_row_keeps_its_id_from_read_to_read() {
+        let f = Fixture::new();
+        let mut row = event_row(9, "created", None);
+        row.timestamp = DbTime {
+            text: None,
+            unix: None,
+        };
+        let first = f.ctx().for_event(&row).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let again = f.ctx().for_event(&row).unwrap();
+        assert_eq!(first.id, again.id);
+        let dated = f.ctx().for_event(&event_row(9, "created", None)).unwrap();
+        assert_ne!(first.id, dated.id, "the time is part of the id");
     }
 
     #[test]

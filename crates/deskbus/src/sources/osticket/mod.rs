@@ -54,6 +54,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one poll (its queries and its commit) may take.
 const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Ticket threads read per query at connection (an index range scan on
+/// the primary key: a few milliseconds each).
+const THREAD_PAGE: u64 = 10_000;
+
 #[derive(Debug, thiserror::Error)]
 enum PollError {
     #[error(transparent)]
@@ -160,7 +164,17 @@ impl Worker {
             };
             let outcome = match connected {
                 Ok(Ok(mut db)) => {
-                    let outcome = self.session(&mut db, &mut backoff).await;
+                    let outcome = tokio::select! {
+                        outcome = self.session(&mut db, &mut backoff) => outcome,
+                        // A slow query (up to POLL_TIMEOUT) must not hold up
+                        // shutdown. Dropping the session mid-commit is safe:
+                        // events and position commit in one transaction,
+                        // whichever way it ends, and nothing reads after it.
+                        _ = shutdown.wait() => Ok(()),
+                    };
+                    if shutdown.is_triggered() {
+                        self.end_backfill();
+                    }
                     db.close().await;
                     outcome
                 }
@@ -213,7 +227,7 @@ impl Worker {
             "connected to the osTicket database"
         );
         bounded(self.refresh_lookups(db)).await?;
-        self.threads = bounded(db.thread_map()).await?;
+        self.load_thread_map(db).await?;
         self.suspected.clear();
         if self.cursor.is_none() {
             let cursor = self.initial_cursor(db).await?;
@@ -238,6 +252,28 @@ impl Worker {
                 self.end_backfill();
                 return Ok(());
             }
+        }
+    }
+
+    /// Every ticket thread, read in pages of [`THREAD_PAGE`] so that each
+    /// read stays well inside [`POLL_TIMEOUT`] on an install with millions
+    /// of tickets.
+    async fn load_thread_map(&mut self, db: &mut Db) -> Result<(), PollError> {
+        self.threads.clear();
+        let mut after = 0;
+        loop {
+            let page = bounded(db.thread_page(after, THREAD_PAGE)).await?;
+            let Some(&(last, _, _)) = page.last() else {
+                return Ok(());
+            };
+            let full = page.len() == THREAD_PAGE as usize;
+            for (thread, ticket, number) in page {
+                self.threads.insert(thread, (ticket, number));
+            }
+            if !full {
+                return Ok(());
+            }
+            after = last;
         }
     }
 
@@ -587,7 +623,11 @@ impl Worker {
                     .cursor
                     .as_ref()
                     .map_or((0, 0), |c| (c.entries.hi, c.events.hi));
-                let left = db.count_after(entry, event).await?;
+                // Estimated from the id range, not counted: a COUNT over
+                // millions of rows could take longer than the poll bound.
+                // Skipped ids make it high; the report ends when caught up.
+                let (max_entry, max_event) = db.max_ids().await?;
+                let left = max_entry.saturating_sub(entry) + max_event.saturating_sub(event);
                 let mut backfill = Backfill {
                     progress: Progress {
                         total: left + rows,
