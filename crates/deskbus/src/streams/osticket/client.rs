@@ -66,7 +66,8 @@ impl Client {
                 );
                 if failure.status == StatusCode::UNAUTHORIZED {
                     reason.push_str(
-                        " (the key must be active, allowed to create tickets, and bound to the address deskbus connects from)",
+                        " (the key must be active, allowed to create tickets, and bound to the address deskbus connects from; \
+                         once it is, `deskbus dlq retry --stream <this stream>` sends the refused tickets again)",
                     );
                 }
                 if failure.body.contains(VALIDATION_REFUSAL) {

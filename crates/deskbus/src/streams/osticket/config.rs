@@ -17,7 +17,9 @@ use crate::config::walker::Table;
 /// validation ("Unable to create new ticket: validation errors", whatever
 /// its status) send the event to dead letters with osTicket's message;
 /// 408, 429, other 5xx answers and connection errors are retried, after
-/// `Retry-After` when given. Redirects are not followed.
+/// `Retry-After` when given. Redirects are not followed. A refused key
+/// sends every ticket to dead letters until it is fixed; then
+/// `deskbus dlq retry --stream <id>` sends them again, under the same ids.
 ///
 /// At least once, not exactly once: osTicket's API takes no idempotency
 /// key. Before sending, deskbus looks for the event's recorded ticket
