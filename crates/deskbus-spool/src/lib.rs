@@ -46,6 +46,9 @@
 //!    fsync'd commit (any append) makes those outcomes durable with it, and a
 //!    process crash loses nothing. A power loss may undo the latest outcomes:
 //!    those entries are then delivered again (at least once), never lost.
+//!    When the writer has been idle for a second with such outcomes, it
+//!    commits one small synced write (`meta.outcomes_synced_at`), so the
+//!    window a power loss can undo stays about a second long.
 //!
 //! # Example
 //!
@@ -490,25 +493,24 @@ impl Spool {
 
     /// Records that `local_id` is `remote_id` in the system `namespace`
     /// names (e.g. `osticket:helpdesk`, an event id, a ticket number),
-    /// replacing an earlier link. Committed (and synced) before it returns.
+    /// replacing an earlier link. Committed (and synced: a link is never
+    /// in an outcome-only group) before it returns.
     ///
-    /// Written on the reader connection, outside the writer's group commit,
-    /// like [`Spool::meta_or_insert`]: links are rare and must be durable on
-    /// their own, before the entry's outcome is recorded.
-    pub fn put_link(
+    /// Written by the writer thread like everything else, so it waits for
+    /// no lock and holds none while the group is synced.
+    pub async fn put_link(
         &self,
         namespace: &str,
         local_id: &str,
         remote_id: &str,
     ) -> Result<(), SpoolError> {
-        let conn = lock(&self.inner.reader);
-        conn.execute(
-            "INSERT INTO links(namespace, local_id, remote_id, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(namespace, local_id) DO UPDATE
-             SET remote_id = excluded.remote_id, updated_at = excluded.updated_at",
-            params![namespace, local_id, remote_id, now_ms()],
-        )?;
-        Ok(())
+        self.call(|reply| Command::PutLink {
+            namespace: namespace.to_owned(),
+            local_id: local_id.to_owned(),
+            remote_id: remote_id.to_owned(),
+            reply,
+        })
+        .await
     }
 
     /// The remote id recorded for `local_id` in `namespace`, if any.

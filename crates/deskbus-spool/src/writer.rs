@@ -30,6 +30,12 @@ pub(crate) enum Command {
         which: DeadLetterSelector,
         reply: oneshot::Sender<Result<u64, SpoolError>>,
     },
+    PutLink {
+        namespace: String,
+        local_id: String,
+        remote_id: String,
+        reply: Reply,
+    },
 }
 
 /// Counters for the group commit, readable while the writer runs.
@@ -83,8 +89,31 @@ pub(crate) fn run(
     wake: impl Fn(&BTreeSet<String>),
 ) {
     let mut current = sync;
-    // Blocks for the first command of a group; returns when every sender is gone.
-    while let Ok(first) = commands.recv() {
+    // Outcomes committed without an fsync since the last synced commit.
+    let mut unsynced = false;
+    loop {
+        // Blocks for the first command of a group; returns when every
+        // sender is gone. Invariant 7's window is bounded: once idle for
+        // IDLE_SYNC with outcomes not synced, one small synced commit
+        // makes them durable.
+        let first = if unsynced {
+            match commands.recv_timeout(IDLE_SYNC) {
+                Ok(command) => command,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if sync_outcomes(&conn, sync).is_ok() {
+                        current = sync;
+                        unsynced = false;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match commands.recv() {
+                Ok(command) => command,
+                Err(_) => return,
+            }
+        };
         let mut group = vec![first];
         while group.len() < max_group {
             match commands.try_recv() {
@@ -123,6 +152,8 @@ pub(crate) fn run(
         stats.commits.fetch_add(1, Ordering::Relaxed);
         match committed {
             Ok(()) => {
+                // A synced commit syncs the whole WAL before it.
+                unsynced = current == SyncMode::Normal && sync == SyncMode::Full;
                 wake(&woken);
                 for p in pending {
                     p.answer(None);
@@ -138,6 +169,22 @@ pub(crate) fn run(
             }
         }
     }
+}
+
+/// How long the writer stays idle before it syncs outcomes committed
+/// without an fsync (invariant 7): the most a power loss can undo.
+pub(crate) const IDLE_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One synced commit (the time of it, in `meta`): the WAL is written in
+/// order, so it makes every earlier commit durable too.
+fn sync_outcomes(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
+    schema::set_sync(conn, sync)?;
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('outcomes_synced_at', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [now_ms().to_string()],
+    )?;
+    Ok(())
 }
 
 fn error_chain(error: &rusqlite::Error) -> String {
@@ -166,14 +213,28 @@ fn apply_one(
             let (clause, arg) = selector(which);
             Ok(c.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])? as u64)
         }
+        Command::PutLink {
+            namespace,
+            local_id,
+            remote_id,
+            ..
+        } => {
+            c.prepare_cached(
+                "INSERT INTO links(namespace, local_id, remote_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(namespace, local_id) DO UPDATE
+                 SET remote_id = excluded.remote_id, updated_at = excluded.updated_at",
+            )?
+            .execute(params![namespace, local_id, remote_id, now])?;
+            Ok(0)
+        }
     }
 }
 
 fn pending(command: Command, result: Result<u64, String>) -> Pending {
     match command {
-        Command::Append { reply, .. } | Command::Complete { reply, .. } => {
-            Pending::Unit(reply, result.map(drop))
-        }
+        Command::Append { reply, .. }
+        | Command::Complete { reply, .. }
+        | Command::PutLink { reply, .. } => Pending::Unit(reply, result.map(drop)),
         Command::RetryDead { reply, .. } | Command::DropDead { reply, .. } => {
             Pending::Count(reply, result)
         }

@@ -7,16 +7,18 @@ fn open(dir: &tempfile::TempDir) -> Spool {
     Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap()
 }
 
-#[test]
-fn links_are_kept_per_namespace_replaced_and_survive_reopening() {
+#[tokio::test]
+async fn links_are_kept_per_namespace_replaced_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
     assert_eq!(spool.link("osticket:helpdesk", "e1/calls").unwrap(), None);
     spool
         .put_link("osticket:helpdesk", "e1/calls", "719217")
+        .await
         .unwrap();
     spool
         .put_link("osticket:other", "e1/calls", "100001")
+        .await
         .unwrap();
     assert_eq!(
         spool
@@ -32,6 +34,7 @@ fn links_are_kept_per_namespace_replaced_and_survive_reopening() {
     // A second write for the same local id replaces the first.
     spool
         .put_link("osticket:helpdesk", "e1/calls", "719218")
+        .await
         .unwrap();
     spool.close();
     drop(spool);
@@ -47,16 +50,13 @@ fn links_are_kept_per_namespace_replaced_and_survive_reopening() {
     assert_eq!(spool.link("osticket:helpdesk", "e2/calls").unwrap(), None);
 }
 
-/// Links are written outside the writer thread; they must not disturb it.
-#[test]
-fn links_and_appends_interleave() {
+/// Links go through the writer's group commit, beside appends.
+#[tokio::test]
+async fn links_and_appends_interleave() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     for i in 0..20 {
-        rt.block_on(spool.append(deskbus_spool::AppendBatch {
+        let batch = deskbus_spool::AppendBatch {
             entries: vec![deskbus_spool::NewEntry::new(
                 "out",
                 "uc",
@@ -66,11 +66,12 @@ fn links_and_appends_interleave() {
                 b"{}".to_vec(),
             )],
             ..Default::default()
-        }))
-        .unwrap();
-        spool
-            .put_link("ns", &format!("e{i}"), &i.to_string())
-            .unwrap();
+        };
+        let (local, remote) = (format!("e{i}"), i.to_string());
+        let (appended, linked) =
+            tokio::join!(spool.append(batch), spool.put_link("ns", &local, &remote));
+        appended.unwrap();
+        linked.unwrap();
     }
     assert_eq!(spool.stats().unwrap().streams["out"].depth, 20);
     assert_eq!(spool.link("ns", "e19").unwrap().as_deref(), Some("19"));

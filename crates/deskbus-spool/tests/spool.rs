@@ -270,6 +270,35 @@ fn entries_and_cursor_survive_reopening() {
     assert_eq!(stats.cursors["osticket"], "thread_entry:42");
 }
 
+/// Invariant 7: outcomes commit without an fsync, and an idle writer
+/// syncs them within a second (a synced commit of `outcomes_synced_at`).
+#[test]
+fn outcomes_committed_unsynced_are_synced_once_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    append(&spool, vec![entry("k", "e1")]);
+    assert_eq!(
+        spool.meta("outcomes_synced_at").unwrap(),
+        None,
+        "appends are synced"
+    );
+    let ready = spool
+        .fetch_ready("out", now_ms(), 10, &Default::default())
+        .unwrap();
+    complete(&spool, vec![(ready[0].seq, Outcome::Delivered)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let synced = loop {
+        if let Some(at) = spool.meta("outcomes_synced_at").unwrap() {
+            break at;
+        }
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Idle and synced: nothing more to do.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(spool.meta("outcomes_synced_at").unwrap(), Some(synced));
+}
+
 #[test]
 fn closed_spool_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();

@@ -675,11 +675,18 @@ async fn redelivered_messages_already_committed_are_not_committed_twice() {
     };
     let with_id = |id: &str| BasicProperties::default().with_message_id(id.into());
     let send = |user: u64, properties: BasicProperties| {
-        ("call_form_result".to_owned(), form(user).into_bytes(), properties)
+        (
+            "call_form_result".to_owned(),
+            form(user).into_bytes(),
+            properties,
+        )
     };
     // Committed and acknowledged: user 1 with a message id, user 9 without.
-    bus.publish_many(&[send(1, with_id("form-1")), send(9, BasicProperties::default())])
-        .await;
+    bus.publish_many(&[
+        send(1, with_id("form-1")),
+        send(9, BasicProperties::default()),
+    ])
+    .await;
     let first = wait_delivered(dir.path(), 2, Duration::from_secs(20));
     assert!(deskbus.terminate().success());
 
@@ -702,7 +709,10 @@ async fn redelivered_messages_already_committed_are_not_committed_twice() {
         .collect();
     users.sort();
     assert_eq!(users, [2, 9], "form-1 skipped, the twin of 9 kept");
-    let nine: Vec<&Value> = events.iter().filter(|e| e["data"]["user_id"] == 9).collect();
+    let nine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["data"]["user_id"] == 9)
+        .collect();
     assert_ne!(nine[0]["id"], nine[1]["id"], "two inputs, two events");
     wait_for(Duration::from_secs(5), "the redelivery skipped", || {
         deskbus.metric("deskbus_source_skipped_redeliveries_total", "") == 1.0
@@ -778,7 +788,11 @@ fn numbered(first: u64, n: u64) -> Vec<(String, Vec<u8>, BasicProperties)> {
             } else {
                 BasicProperties::default()
             };
-            ("call_form_result".to_owned(), body.to_string().into_bytes(), properties)
+            (
+                "call_form_result".to_owned(),
+                body.to_string().into_bytes(),
+                properties,
+            )
         })
         .collect()
 }

@@ -559,6 +559,7 @@ async fn an_event_with_a_recorded_ticket_is_not_sent_twice() {
     .unwrap();
     spool
         .put_link("osticket:helpdesk", &format!("{id}/call_forms"), "700001")
+        .await
         .unwrap();
     spool.close();
     drop(spool);

@@ -87,27 +87,11 @@ impl OsticketStream {
     /// Records a created ticket's number; false (reported) if it could not be.
     /// The ticket exists either way, so the delivery counts as done.
     async fn record(&self, local_id: &str, number: &str) -> bool {
-        let Some(spool) = self.spool.clone() else {
+        let Some(spool) = &self.spool else {
             return false;
         };
-        let (namespace, local_id, number) = (
-            self.namespace.clone(),
-            local_id.to_owned(),
-            number.to_owned(),
-        );
-        let outcome =
-            tokio::task::spawn_blocking(move || spool.put_link(&namespace, &local_id, &number))
-                .await;
-        match outcome {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                ComponentFailed {
-                    component: &self.id,
-                    error: &error,
-                }
-                .emit();
-                false
-            }
+        match spool.put_link(&self.namespace, local_id, number).await {
+            Ok(()) => true,
             Err(error) => {
                 ComponentFailed {
                     component: &self.id,
