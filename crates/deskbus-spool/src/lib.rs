@@ -406,6 +406,20 @@ impl Spool {
         limit: usize,
         in_flight: &HashSet<i64>,
     ) -> Result<Vec<Entry>, SpoolError> {
+        self.fetch_ready_within(stream, now, limit, usize::MAX, in_flight)
+    }
+
+    /// [`Spool::fetch_ready`], stopping once the payloads returned reach
+    /// `max_bytes` (at least one entry is returned when one is ready), so
+    /// that a reader ahead of its stream holds bounded memory.
+    pub fn fetch_ready_within(
+        &self,
+        stream: &str,
+        now: i64,
+        limit: usize,
+        max_bytes: usize,
+        in_flight: &HashSet<i64>,
+    ) -> Result<Vec<Entry>, SpoolError> {
         let conn = lock(&self.inner.reader);
         let mut statement = conn.prepare_cached(
             "SELECT seq, stream, use_case, queue, order_key, event_id, payload, enqueued_at, attempts
@@ -415,10 +429,20 @@ impl Spool {
                                WHERE p.stream = ?1 AND p.order_key = e.order_key AND p.seq < e.seq)
              ORDER BY seq LIMIT ?3",
         )?;
-        let want = limit + in_flight.len();
-        let rows = statement.query_map(params![stream, now, want as i64], |row| {
-            Ok(Entry {
-                seq: row.get(0)?,
+        let want = limit.saturating_add(in_flight.len());
+        let mut rows = statement.query(params![stream, now, want.min(i64::MAX as usize) as i64])?;
+        let mut ready = Vec::with_capacity(limit.min(want).min(1024));
+        let mut bytes = 0usize;
+        while ready.len() < limit && bytes < max_bytes {
+            let Some(row) = rows.next()? else { break };
+            // SQLite decodes a column when it is read: an entry in flight
+            // costs its `seq`, not a copy of its payload.
+            let seq: i64 = row.get(0)?;
+            if in_flight.contains(&seq) {
+                continue;
+            }
+            let entry = Entry {
+                seq,
                 stream: row.get(1)?,
                 use_case: row.get(2)?,
                 queue: row.get(3)?,
@@ -427,17 +451,9 @@ impl Spool {
                 payload: row.get(6)?,
                 enqueued_at: row.get(7)?,
                 attempts: row.get(8)?,
-            })
-        })?;
-        let mut ready = Vec::with_capacity(limit.min(want));
-        for row in rows {
-            let entry = row?;
-            if !in_flight.contains(&entry.seq) {
-                ready.push(entry);
-                if ready.len() == limit {
-                    break;
-                }
-            }
+            };
+            bytes = bytes.saturating_add(entry.payload.len());
+            ready.push(entry);
         }
         Ok(ready)
     }

@@ -70,6 +70,35 @@ fn only_the_head_of_each_key_is_ready() {
 }
 
 #[test]
+fn a_read_stops_at_its_byte_bound_but_returns_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    // Payloads are the ids: 4 bytes each.
+    append(
+        &spool,
+        (0..6)
+            .map(|i| entry(&format!("k{i}"), &format!("id-{i}")))
+            .collect(),
+    );
+    let none = HashSet::new();
+    let read = |max_bytes| {
+        spool
+            .fetch_ready_within("out", now_ms(), 10, max_bytes, &none)
+            .unwrap()
+    };
+    assert_eq!(ids(&read(8)), ["id-0", "id-1"]);
+    assert_eq!(ids(&read(9)), ["id-0", "id-1", "id-2"]);
+    assert_eq!(ids(&read(1)), ["id-0"], "one entry even over the bound");
+    assert_eq!(read(usize::MAX).len(), 6);
+    // Entries in flight count for nothing.
+    let in_flight: HashSet<i64> = read(8).iter().map(|e| e.seq).collect();
+    let after = spool
+        .fetch_ready_within("out", now_ms(), 10, 8, &in_flight)
+        .unwrap();
+    assert_eq!(ids(&after), ["id-2", "id-3"]);
+}
+
+#[test]
 fn a_retry_blocks_its_key_until_due_and_counts_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);

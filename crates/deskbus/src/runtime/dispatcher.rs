@@ -26,6 +26,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// memory stay small (at most `batch_size` when that is larger).
 const READ_AHEAD_MIN: usize = 64;
 const READ_AHEAD_MAX: usize = 1024;
+/// Payload bytes one read-ahead may hold (at least one entry is read):
+/// large payloads in the spool must not fill memory.
+const READ_AHEAD_BYTES: usize = 8 * 1024 * 1024;
 
 pub(super) struct Dispatcher {
     pub stream_id: String,
@@ -37,6 +40,7 @@ pub(super) struct Dispatcher {
 }
 
 type BatchResult = (Vec<Entry>, Vec<Result<(), DeliveryError>>);
+type FetchResult = Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>>;
 
 impl Dispatcher {
     pub(super) async fn run(self, mut shutdown: Shutdown) {
@@ -58,7 +62,15 @@ impl Dispatcher {
             if !shutdown.is_triggered() {
                 while tasks.len() < self.settings.concurrency {
                     if read_ahead.len() < self.settings.batch_size {
-                        match self.fetch(&in_flight).await {
+                        let Some((returned, fetched)) =
+                            self.fetch(std::mem::take(&mut in_flight)).await
+                        else {
+                            // Only when the runtime is going away.
+                            tracing::warn!(stream = %self.stream_id, "spool read cancelled; dispatcher stops");
+                            return;
+                        };
+                        in_flight = returned;
+                        match fetched {
                             Ok(entries) => {
                                 in_flight.extend(entries.iter().map(|e| e.seq));
                                 read_ahead.extend(entries);
@@ -133,23 +145,35 @@ impl Dispatcher {
     }
 
     /// Reads ahead `batch_size × concurrency` ready heads (within
-    /// [`READ_AHEAD_MIN`] and [`READ_AHEAD_MAX`]), so a small `batch_size`
-    /// does not cost one spool query per batch. Every
-    /// entry returned is the head of its order key (nothing of its key is in
-    /// flight), so the batches cut from them may be delivered in parallel.
-    async fn fetch(
-        &self,
-        in_flight: &HashSet<i64>,
-    ) -> Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>> {
+    /// [`READ_AHEAD_MIN`] and [`READ_AHEAD_MAX`], and [`READ_AHEAD_BYTES`] of
+    /// payload), so a small `batch_size` does not cost one spool query per
+    /// batch. Every entry returned is the head of its order key (nothing of
+    /// its key is in flight), so the batches cut from them may be delivered
+    /// in parallel.
+    ///
+    /// `in_flight` is lent to the blocking read and handed back (the loop
+    /// awaits this call, so nothing else needs it meanwhile): no copy of a
+    /// set that holds up to `READ_AHEAD_MAX` sequences per fetch.
+    /// `None` only when the blocking task was cancelled (the runtime is
+    /// shutting down): a panic in the read is caught and reported as an
+    /// error, so the set always comes back.
+    async fn fetch(&self, in_flight: HashSet<i64>) -> Option<(HashSet<i64>, FetchResult)> {
         let spool = self.spool.clone();
         let stream = self.stream_id.clone();
-        let exclude = in_flight.clone();
         let limit = (self.settings.batch_size * self.settings.concurrency)
             .clamp(READ_AHEAD_MIN, READ_AHEAD_MAX.max(self.settings.batch_size));
-        Ok(tokio::task::spawn_blocking(move || {
-            spool.fetch_ready(&stream, now_ms(), limit, &exclude)
+        tokio::task::spawn_blocking(move || {
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                spool.fetch_ready_within(&stream, now_ms(), limit, READ_AHEAD_BYTES, &in_flight)
+            }));
+            let fetched: FetchResult = match read {
+                Ok(fetched) => fetched.map_err(Into::into),
+                Err(_) => Err("the spool read panicked".into()),
+            };
+            (in_flight, fetched)
         })
-        .await??)
+        .await
+        .ok()
     }
 
     /// How long to sleep when nothing is due: until the next retry, at most [`IDLE_POLL`].
