@@ -28,7 +28,7 @@ pub struct Event {
 ///
 /// Unknown top-level keys are refused so that a typo (`"nmae"`) is a clear
 /// 400 rather than an event without a name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeInput {
     pub name: String,
@@ -66,6 +66,39 @@ pub enum EnvelopeError {
 pub const MAX_NAME_LEN: usize = 255;
 
 impl EnvelopeInput {
+    /// The top-level keys of an envelope.
+    pub const KEYS: [&'static str; 7] = [
+        "name",
+        "origin_uuid",
+        "data",
+        "id",
+        "time",
+        "routing_key",
+        "source",
+    ];
+
+    /// Reads a message from a bus whose producers add keys of their own
+    /// (Wazo adds `required_acl`, `required_access`, `timestamp`,
+    /// `tenant_uuid` and `user_uuid:<uuid>` flags): the envelope's keys are
+    /// read as by the strict parse, the others are set aside and their
+    /// names returned (sorted), so the caller can say what it ignored.
+    pub fn from_bus_message(
+        body: &[u8],
+    ) -> Result<(EnvelopeInput, Vec<String>), serde_json::Error> {
+        let mut object: serde_json::Map<String, Value> = serde_json::from_slice(body)?;
+        let ignored: Vec<String> = object
+            .keys()
+            .filter(|k| !Self::KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for key in &ignored {
+            object.remove(key);
+        }
+        let mut ignored = ignored;
+        ignored.sort();
+        Ok((serde_json::from_value(Value::Object(object))?, ignored))
+    }
+
     /// Validates the input and completes it into an [`Event`].
     ///
     /// `default_origin` is used when the producer sent no `origin_uuid`.
@@ -145,6 +178,59 @@ mod tests {
 
     fn input(json: &str) -> EnvelopeInput {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn keys_are_the_fields() {
+        // A new field breaks this literal, and the list below with it.
+        let all = EnvelopeInput {
+            name: "n".into(),
+            origin_uuid: Some("o".into()),
+            data: Value::Null,
+            id: Some("i".into()),
+            time: Some("t".into()),
+            routing_key: Some("r".into()),
+            source: Some("s".into()),
+        };
+        let value = serde_json::to_value(&all).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = EnvelopeInput::KEYS.to_vec();
+        keys.sort();
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn a_bus_message_keeps_the_envelope_and_names_the_rest() {
+        let body = br#"{"name": "favorite_deleted", "required_acl": "events.directory.x",
+            "required_access": "event.favorite_deleted", "user_uuid:3b47": true,
+            "origin_uuid": "1cc60e03", "timestamp": "2024-04-09T10:50:25.054168",
+            "data": {"xivo_uuid": "1cc60e03"}}"#;
+        let (input, ignored) = EnvelopeInput::from_bus_message(body).unwrap();
+        assert_eq!(input.name, "favorite_deleted");
+        assert_eq!(input.origin_uuid.as_deref(), Some("1cc60e03"));
+        assert_eq!(input.data["xivo_uuid"], "1cc60e03");
+        assert_eq!(
+            ignored,
+            [
+                "required_access",
+                "required_acl",
+                "timestamp",
+                "user_uuid:3b47"
+            ]
+        );
+        assert!(
+            EnvelopeInput::from_bus_message(br#"{"data": {}}"#).is_err(),
+            "name is required"
+        );
+        assert!(EnvelopeInput::from_bus_message(b"[1]").is_err());
+        // The strict parse (webhooks) still refuses unknown keys.
+        assert!(serde_json::from_slice::<EnvelopeInput>(body).is_err());
     }
 
     #[test]

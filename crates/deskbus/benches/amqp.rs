@@ -20,123 +20,20 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/rabbitmq.rs"]
+mod rabbitmq;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Chunks, Deskbus, POSTERS, REQUEST, Table, blast, envelopes, quantile, wait_count};
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use common::{Chunks, Deskbus, POSTERS, REQUEST, Table, blast, envelopes, quantile};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation};
+use rabbitmq::{Topology, URL, connect};
 
 /// Batches in flight: the stream's default `concurrency`, and the baseline's channels.
 const CHANNELS: usize = 4;
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-async fn connect() -> Connection {
-    Connection::connect(URL, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RabbitMQ is not reachable on 127.0.0.1:5672 ({e}); run `scripts/services rabbitmq`"
-            )
-        })
-}
-
-/// A durable topic exchange and a durable queue bound with `#`, as deskbus
-/// declares them; deleted on [`Topology::delete`].
-struct Topology {
-    connection: Connection,
-    exchange: String,
-    queue: String,
-}
-
-impl Topology {
-    async fn new(name: &str) -> Topology {
-        let connection = connect().await;
-        let exchange = format!("deskbus.bench.{name}.{}", std::process::id());
-        let queue = format!("{exchange}.q");
-        let c = connection.create_channel().await.unwrap();
-        c.exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        c.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        c.queue_bind(
-            queue.as_str().into(),
-            exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        Topology {
-            connection,
-            exchange,
-            queue,
-        }
-    }
-
-    async fn messages(&self) -> usize {
-        let c = self.connection.create_channel().await.unwrap();
-        let q = c
-            .queue_declare(
-                self.queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let _ = c.close(200, "ok".into()).await;
-        q.message_count() as usize
-    }
-
-    /// Waits until the queue holds `total` messages.
-    async fn wait(&self, total: usize) {
-        wait_count("messages", total, Duration::from_millis(10), async || {
-            self.messages().await
-        })
-        .await;
-    }
-
-    async fn delete(self) {
-        let c = self.connection.create_channel().await.unwrap();
-        let _ = c
-            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = c
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = self.connection.close(200, "ok".into()).await;
-    }
-}
 
 /// deskbus publishing to `exchange`, `batch` messages at a time.
 fn start(dir: &Path, exchange: &str, batch: usize) -> Deskbus {
@@ -158,6 +55,21 @@ async fn deskbus(batch: usize, total: usize) -> (f64, Duration) {
     drop(bus);
     topology.delete().await;
     (rate, p99)
+}
+
+/// deskbus draining `total` events spooled before it starts: events/s
+/// from its start to the last message in the queue (the stream alone).
+async fn deskbus_drain(batch: usize, total: usize) -> f64 {
+    let topology = Topology::new(&format!("drain{batch}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    common::fill_spool(dir.path(), total, "tickets").await;
+    let started = Instant::now();
+    let bus = start(dir.path(), &topology.exchange, batch);
+    topology.wait(total).await;
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    drop(bus);
+    topology.delete().await;
+    rate
 }
 
 /// deskbus at a steady `rate` of single-event requests (open loop, below
@@ -251,7 +163,13 @@ fn main() {
             let (base_rate, base_p99) = baseline(batch, total).await;
             let (rate, p99) = deskbus(batch, total).await;
             let steady_p99 = deskbus_steady(batch, 500, 5).await;
+            let drain_rate = deskbus_drain(batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
+            table.rate(
+                &format!("drain events/s, batch {batch}"),
+                drain_rate,
+                base_rate,
+            );
             table.latency(
                 &format!("p99 spool→ack, full load, b{batch} (ms)"),
                 p99,

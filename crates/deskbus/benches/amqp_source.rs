@@ -17,131 +17,57 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/rabbitmq.rs"]
+mod rabbitmq;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Process, Table, free_port, wait_count};
+use lapin::BasicProperties;
+use lapin::Confirmation;
 use lapin::message::DeliveryResult;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use rabbitmq::{Topology, URL, connect};
 
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const TOTAL: usize = 50_000;
 
-async fn connect() -> Connection {
-    Connection::connect(URL, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RabbitMQ is not reachable on 127.0.0.1:5672 ({e}); run `scripts/services rabbitmq`"
-            )
-        })
-}
-
-/// A durable topic exchange and a durable queue bound to it, declared as
-/// the amqp source declares them; deleted by [`Topology::delete`].
-struct Topology {
-    connection: Connection,
-    exchange: String,
-    queue: String,
-}
-
-impl Topology {
-    async fn new(name: &str) -> Topology {
-        let connection = connect().await;
-        let exchange = format!("deskbus.bench.src.{name}.{}", std::process::id());
-        let queue = format!("{exchange}.q");
-        let c = connection.create_channel().await.unwrap();
-        c.exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+/// Publishes `total` persistent envelopes into `topology`, every confirm awaited.
+async fn fill(topology: &Topology, total: usize) {
+    let c = topology.connection.create_channel().await.unwrap();
+    c.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-        c.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        c.queue_bind(
-            queue.as_str().into(),
-            exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        Topology {
-            connection,
-            exchange,
-            queue,
+    for start in (0..total).step_by(1000) {
+        let mut confirms = Vec::with_capacity(1000);
+        for i in start..(start + 1000).min(total) {
+            let body = serde_json::json!({"name": "call_form_result",
+                "origin_uuid": "ca7f87e9-c2c8-5fad-ba1b-c3140ebb9be3",
+                "data": {"user_id": i % 100, "variables": {"firstname": "John", "lastname": "Doe", "n": i}}});
+            confirms.push(
+                c.basic_publish(
+                    topology.exchange.as_str().into(),
+                    "call_form_result".into(),
+                    BasicPublishOptions::default(),
+                    body.to_string().as_bytes(),
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into()),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        for confirm in confirms {
+            assert_eq!(confirm.await.unwrap(), Confirmation::Ack(None));
         }
     }
-
-    /// Publishes `total` persistent envelopes, every confirm awaited.
-    async fn fill(&self, total: usize) {
-        let c = self.connection.create_channel().await.unwrap();
-        c.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-        for start in (0..total).step_by(1000) {
-            let mut confirms = Vec::with_capacity(1000);
-            for i in start..(start + 1000).min(total) {
-                let body = serde_json::json!({"name": "call_form_result",
-                    "origin_uuid": "ca7f87e9-c2c8-5fad-ba1b-c3140ebb9be3",
-                    "data": {"user_id": i % 100, "variables": {"firstname": "John", "lastname": "Doe", "n": i}}});
-                confirms.push(
-                    c.basic_publish(
-                        self.exchange.as_str().into(),
-                        "call_form_result".into(),
-                        BasicPublishOptions::default(),
-                        body.to_string().as_bytes(),
-                        BasicProperties::default()
-                            .with_delivery_mode(2)
-                            .with_content_type("application/json".into()),
-                    )
-                    .await
-                    .unwrap(),
-                );
-            }
-            for confirm in confirms {
-                assert_eq!(confirm.await.unwrap(), Confirmation::Ack(None));
-            }
-        }
-        let _ = c.close(200, "ok".into()).await;
-    }
-
-    async fn delete(self) {
-        let c = self.connection.create_channel().await.unwrap();
-        let _ = c
-            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = c
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = self.connection.close(200, "ok".into()).await;
-    }
+    let _ = c.close(200, "ok".into()).await;
 }
 
 /// deskbus draining the filled queue: messages per second from its start
@@ -150,9 +76,9 @@ async fn deskbus(dir: &Path, topology: &Topology, prefetch: u16) -> f64 {
     let admin = free_port();
     let config = format!(
         "[general]\ndata_dir = \"{d}/data\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\n\
-         [sources.bus]\ntype = \"amqp\"\nurl = \"{URL}\"\nexchange = \"{e}\"\nqueue = \"{q}\"\nprefetch = {prefetch}\n\
-         [streams.out]\ntype = \"file\"\npath = \"{d}/out/{{queue}}.ndjson\"\n\
-         [use_cases.forms]\ninputs = [\"bus\"]\nevents = [\"call_form_result\"]\nstream = \"out\"\nqueue = \"forms\"\n",
+     [sources.bus]\ntype = \"amqp\"\nurl = \"{URL}\"\nexchange = \"{e}\"\nqueue = \"{q}\"\nprefetch = {prefetch}\n\
+     [streams.out]\ntype = \"file\"\npath = \"{d}/out/{{queue}}.ndjson\"\n\
+     [use_cases.forms]\ninputs = [\"bus\"]\nevents = [\"call_form_result\"]\nstream = \"out\"\nqueue = \"forms\"\n",
         d = dir.display(),
         e = topology.exchange,
         q = topology.queue,
@@ -257,12 +183,12 @@ fn main() {
         let table = Table::new(12, "raw lapin");
         for prefetch in [10u16, 100, 1000] {
             let topology = Topology::new(&format!("base{prefetch}")).await;
-            topology.fill(TOTAL).await;
+            fill(&topology, TOTAL).await;
             let base = baseline(&topology, prefetch).await;
             topology.delete().await;
 
             let topology = Topology::new(&format!("deskbus{prefetch}")).await;
-            topology.fill(TOTAL).await;
+            fill(&topology, TOTAL).await;
             let dir = tempfile::tempdir().unwrap();
             let ours = deskbus(dir.path(), &topology, prefetch).await;
             topology.delete().await;

@@ -86,6 +86,18 @@ async fn deskbus(server: &Beanstalkd, batch: usize, total: usize) -> (f64, Durat
     (rate, bus.p99_latency().await)
 }
 
+/// deskbus draining a backlog of `total` events spooled before it starts:
+/// events/s from its start to the last job on the server. The stream
+/// alone, where [`deskbus`] also runs the webhook on the same two cores.
+async fn deskbus_drain(server: &Beanstalkd, batch: usize, total: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    common::fill_spool(dir.path(), total, "tickets").await;
+    let started = Instant::now();
+    let _bus = start(dir.path(), server, batch);
+    wait_jobs(&server.address, "tickets", total).await;
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 /// deskbus at a steady `rate` of single-event requests (open loop, below
 /// capacity): the p99 spool-to-ack latency without a backlog.
 async fn deskbus_steady(
@@ -157,7 +169,13 @@ fn main() {
             let (rate, p99) = deskbus(&server, batch, total).await;
             let steady_server = Beanstalkd::start();
             let steady_p99 = deskbus_steady(&steady_server, batch, 500, 5).await;
+            let drain_rate = deskbus_drain(&Beanstalkd::start(), batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
+            table.rate(
+                &format!("drain events/s, batch {batch}"),
+                drain_rate,
+                base_rate,
+            );
             table.latency(
                 &format!("p99 spool→ack, full load, b{batch} (ms)"),
                 p99,

@@ -91,6 +91,26 @@ async fn deskbus(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
     (rate, bus.p99_latency().await)
 }
 
+/// deskbus draining `total` events spooled before it starts: events/s
+/// from its start to the last payload at the sink (the stream alone).
+async fn deskbus_drain(sink: &Sink, batch: usize, total: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    common::fill_spool(dir.path(), total, "tickets").await;
+    let stream = format!(
+        "type = \"http\"\nurl = \"{}\"\nmode = \"{}\"",
+        sink.url,
+        mode(batch)
+    );
+    let before = sink.count();
+    let started = Instant::now();
+    let _bus = Deskbus::start(dir.path(), &stream, batch);
+    wait_count("payloads", total, Duration::from_millis(5), async || {
+        sink.count() - before
+    })
+    .await;
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 /// reqwest alone: `CONCURRENCY` tasks POSTing the same bodies the same way.
 async fn baseline(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
     let url = sink.url.replace("{queue}", "tickets");
@@ -153,9 +173,15 @@ fn main() {
             let sink = Sink::start().await;
             let (base_rate, base_p99) = baseline(&sink, batch, total).await;
             let (rate, p99) = deskbus(&sink, batch, total).await;
+            let drain_rate = deskbus_drain(&sink, batch, total).await;
             table.rate(
                 &format!("events/s, batch {batch} ({})", mode(batch)),
                 rate,
+                base_rate,
+            );
+            table.rate(
+                &format!("drain events/s, batch {batch}"),
+                drain_rate,
                 base_rate,
             );
             table.latency(&format!("p99 spool→ack, b{batch} (ms)"), p99, base_p99);

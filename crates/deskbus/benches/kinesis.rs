@@ -164,6 +164,20 @@ async fn deskbus(moto: &Moto, batch: usize, total: usize) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// deskbus draining `total` events spooled before it starts: events/s
+/// from its start to the last acknowledged record (the stream alone).
+async fn deskbus_drain(moto: &Moto, batch: usize, total: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    common::fill_spool(dir.path(), total, STREAM).await;
+    let started = Instant::now();
+    let bus = start(dir.path(), moto, batch);
+    wait_count("events", total, Duration::from_millis(5), async || {
+        delivered(&bus).await
+    })
+    .await;
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Raw signed `PutRecordBatch` calls of `batch` records, `CONCURRENCY` at a time.
 async fn baseline(moto: &Moto, batch: usize, total: usize) -> f64 {
     use base64::Engine;
@@ -227,7 +241,13 @@ fn main() {
             let moto = Moto::start().await;
             let base_rate = baseline(&moto, batch, total).await;
             let rate = deskbus(&moto, batch, total).await;
+            let drain_rate = deskbus_drain(&moto, batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
+            table.rate(
+                &format!("drain events/s, batch {batch}"),
+                drain_rate,
+                base_rate,
+            );
         }
     });
 }

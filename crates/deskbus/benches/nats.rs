@@ -104,6 +104,18 @@ async fn deskbus(server: &NatsServer, batch: usize, total: usize) -> (f64, Durat
     (rate, bus.p99_latency().await)
 }
 
+/// deskbus draining `total` events spooled before it starts: events/s
+/// from its start to the last message stored (the stream alone).
+async fn deskbus_drain(server: &NatsServer, batch: usize, total: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    common::fill_spool(dir.path(), total, "tickets").await;
+    let context = server.context().await;
+    let started = Instant::now();
+    let _bus = start(dir.path(), server, batch);
+    wait_messages(&context, &format!("DESKBUS{batch}"), total).await;
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 /// async-nats alone: `CONCURRENCY` tasks, each publishing pipelines of
 /// `batch` messages and awaiting every PubAck, the same bodies as deskbus.
 async fn baseline(server: &NatsServer, batch: usize, total: usize) -> (f64, Duration) {
@@ -168,7 +180,13 @@ fn main() {
             let server = NatsServer::start();
             let (base_rate, base_p99) = baseline(&server, batch, total).await;
             let (rate, p99) = deskbus(&server, batch, total).await;
+            let drain_rate = deskbus_drain(&NatsServer::start(), batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
+            table.rate(
+                &format!("drain events/s, batch {batch}"),
+                drain_rate,
+                base_rate,
+            );
             table.latency(
                 &format!("p99 spool→ack, full load, b{batch} (ms)"),
                 p99,

@@ -281,3 +281,25 @@ fn reserved_amqp_exchanges_must_be_passive() {
     ));
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// An amqp source without a `queue` works, but loses what is published
+/// while deskbus is away: `check` passes and says so.
+#[test]
+fn an_amqp_source_without_a_queue_is_warned_about() {
+    let text = VALID.replace(
+        "type = \"webhook\"\naddress = \"127.0.0.1:9681\"",
+        "type = \"amqp\"\nexchange = \"xivo\"",
+    );
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: `sources.web` has no `queue`") && stderr.contains("c.toml:6:1"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(&text.replace(
+        "exchange = \"xivo\"",
+        "exchange = \"xivo\"\nqueue = \"deskbus.web\"",
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

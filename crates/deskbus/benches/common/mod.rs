@@ -117,6 +117,11 @@ impl Chunks {
         }
     }
 
+    /// Every range, in order (for one task alone).
+    pub fn ranges(self) -> impl Iterator<Item = Range<usize>> {
+        std::iter::from_fn(move || self.next_range())
+    }
+
     /// The next range nobody has taken, if any is left.
     pub fn next_range(&self) -> Option<Range<usize>> {
         let first = self.next.fetch_add(self.size, Ordering::Relaxed);
@@ -230,6 +235,47 @@ pub async fn steady_with(
         }));
     }
     join(requests).await;
+}
+
+/// Fills the spool of data directory `dir` with `event(i)` for every `i`
+/// below `total`, as the webhook source of [`Deskbus`] would have queued
+/// them for stream `out` (use case `t`, `queue`): so that a bench can time
+/// the stream alone, draining a backlog, without the webhook's share of
+/// the machine.
+pub async fn fill_spool(dir: &Path, total: usize, queue: &str) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let spool = deskbus_spool::Spool::open(deskbus_spool::SpoolOptions::new(data.join("spool.db")))
+        .unwrap();
+    let origin = uuid::Uuid::now_v7().to_string();
+    for chunk in Chunks::new(total, 1000).ranges() {
+        let entries = chunk
+            .map(|i| {
+                let event = deskbus_event::Event::new(
+                    "web",
+                    "ticket.created",
+                    &origin,
+                    event(i)["data"].clone(),
+                );
+                deskbus_spool::NewEntry::new(
+                    "out",
+                    "t",
+                    queue,
+                    &format!("ticket:{i}"),
+                    &event.id.to_string(),
+                    serde_json::to_vec(&event).unwrap(),
+                )
+            })
+            .collect();
+        spool
+            .append(deskbus_spool::AppendBatch {
+                entries,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    spool.close();
 }
 
 /// The release binary under test: a webhook source on a free port feeding,

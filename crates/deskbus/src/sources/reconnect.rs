@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::runtime::Shutdown;
+use crate::internal_events::SourceDisconnected;
+use crate::runtime::{Ready, Shutdown};
 
 const FIRST: Duration = Duration::from_millis(200);
 const MAX: Duration = Duration::from_secs(5);
@@ -29,6 +30,58 @@ impl Backoff {
         let step = self.next;
         self.next = (self.next * 2).min(MAX);
         step.mul_f64(0.75 + fastrand::f64() * 0.25)
+    }
+}
+
+/// A source that works one connection at a time.
+pub(crate) trait Sessions {
+    type Error: std::error::Error + 'static;
+
+    fn source_id(&self) -> &str;
+
+    /// One connection, from connecting to losing it (an error) or to
+    /// shutdown (`Ok`). Marks `ready` once connected.
+    async fn session(
+        &mut self,
+        ready: &mut Option<Ready>,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), Self::Error>;
+
+    /// How many inputs the last session committed (then zero again).
+    fn take_committed(&mut self) -> usize;
+}
+
+/// Runs sessions until shutdown: after a lost connection, reports it and
+/// connects again after [`Backoff`]'s delay, which starts over once a
+/// session has committed something.
+pub(crate) async fn run_sessions<S: Sessions>(
+    source: &mut S,
+    ready: Ready,
+    mut shutdown: Shutdown,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Backoff::new();
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        let outcome = source.session(&mut ready, &mut shutdown).await;
+        if source.take_committed() > 0 {
+            backoff.reset();
+        }
+        let Err(error) = outcome else {
+            return;
+        };
+        let delay = backoff.next_delay();
+        SourceDisconnected {
+            source: source.source_id(),
+            error: &error,
+            retry_in: delay,
+        }
+        .emit();
+        if !sleep_unless_shutdown(delay, &mut shutdown).await {
+            return;
+        }
     }
 }
 

@@ -11,8 +11,10 @@ use crate::config::walker::Table;
 /// Consumes events from an AMQP 0-9-1 broker (RabbitMQ; the XiVO / Wazo
 /// bus is one): a queue bound to `exchange` with `binding_keys`. Each
 /// message body is an envelope, the XiVO bus's `{"name", "origin_uuid",
-/// "data"}` or deskbus's own (which adds `id`, `time`, `routing_key`); the
-/// message's routing key becomes the event's routing key. A message is
+/// "data"}` or deskbus's own (which adds `id`, `time`, `routing_key`);
+/// other top-level keys (Wazo adds `required_acl`, `required_access`,
+/// `timestamp`, `tenant_uuid`) are ignored. The message's routing key
+/// becomes the event's routing key. A message is
 /// acknowledged only once its event is committed to the spool. A body that
 /// is not such an envelope (not JSON, no `name`, a field of the wrong
 /// type) goes to dead letters with the reason (`deskbus dlq list`) and is
@@ -154,6 +156,17 @@ impl AmqpSourceConfig {
                 format!(
                     "`{}` is the default exchange `\"\"`: name the `queue` to consume",
                     t.path("exchange")
+                ),
+            );
+        }
+        if queue.is_none() && !t.has("queue") && !exchange.is_empty() {
+            t.ctx.warning(
+                t.key_span("type"),
+                format!(
+                    "`{}` has no `queue`: deskbus consumes an exclusive server-named queue, \
+                     and what is published while it is not connected is lost; name a durable `queue`",
+                    t.path("")
+                        .trim_end_matches('.')
                 ),
             );
         }

@@ -28,11 +28,11 @@ use tokio::sync::mpsc;
 
 pub use config::AmqpSourceConfig;
 
-use super::reconnect::{Backoff, sleep_unless_shutdown};
+use super::reconnect::{Sessions, run_sessions};
 use super::redelivery::{Fingerprint, Window, fingerprint};
 use super::{SourceContext, SourceError};
 use crate::amqp::{self, Declare};
-use crate::internal_events::{EventsReceived, RedeliveriesSkipped, SourceDisconnected};
+use crate::internal_events::{EventsReceived, RedeliveriesSkipped};
 use crate::runtime::{Ready, Shutdown};
 use crate::use_cases::{Ingest, IngestError, RejectedInput, Unmatched};
 
@@ -92,36 +92,32 @@ pub(crate) async fn run(config: AmqpSourceConfig, ctx: SourceContext) -> Result<
         committed: 0,
         config,
     };
-    let mut ready = Some(ctx.ready);
-    let mut shutdown = ctx.shutdown;
-    let mut backoff = Backoff::new();
-    loop {
-        if shutdown.is_triggered() {
-            return Ok(());
-        }
-        source.committed = 0;
-        let error = match source.session(&mut ready, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        if source.committed > 0 {
-            backoff.reset();
-        }
-        let delay = backoff.next_delay();
-        SourceDisconnected {
-            source: &source.id,
-            error: &error,
-            retry_in: delay,
-        }
-        .emit();
-        if !sleep_unless_shutdown(delay, &mut shutdown).await {
-            return Ok(());
-        }
-    }
+    run_sessions(&mut source, ctx.ready, ctx.shutdown).await;
+    Ok(())
 }
 
 /// What the delegate forwards: a delivery, or the end of the consumer.
 type Inbox = mpsc::UnboundedReceiver<DeliveryResult>;
+
+impl Sessions for AmqpSource {
+    type Error = SessionError;
+
+    fn source_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn session(
+        &mut self,
+        ready: &mut Option<Ready>,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), SessionError> {
+        AmqpSource::session(self, ready, shutdown).await
+    }
+
+    fn take_committed(&mut self) -> usize {
+        std::mem::take(&mut self.committed)
+    }
+}
 
 impl AmqpSource {
     fn broker_error(&self, step: impl Into<String>) -> impl FnOnce(lapin::Error) -> SessionError {
@@ -366,9 +362,12 @@ impl AmqpSource {
 
     /// The event a message carries, or why it carries none.
     fn decode(&self, delivery: &Delivery) -> Result<Event, String> {
-        let mut input: EnvelopeInput = serde_json::from_slice(&delivery.data).map_err(|e| {
-            format!("not a JSON event envelope ({{\"name\", \"origin_uuid\", \"data\"}}): {e}")
-        })?;
+        // Wazo adds keys of its own (`required_acl`, ...): set aside, and
+        // neither an error nor worth a log line per message.
+        let (mut input, _ignored) =
+            EnvelopeInput::from_bus_message(&delivery.data).map_err(|e| {
+                format!("not a JSON event envelope ({{\"name\", \"origin_uuid\", \"data\"}}): {e}")
+            })?;
         // The broker's routing key is the one bindings and use cases see.
         if !delivery.routing_key.as_str().is_empty() {
             input.routing_key = Some(delivery.routing_key.to_string());

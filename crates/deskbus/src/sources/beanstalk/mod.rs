@@ -20,12 +20,10 @@ use serde_json::{Value, json};
 
 pub use config::{BeanstalkSourceConfig, Body};
 
-use super::reconnect::{Backoff, sleep_unless_shutdown};
+use super::reconnect::{Sessions, run_sessions};
 use super::redelivery::{Window, fingerprint};
 use super::{SourceContext, SourceError};
-use crate::internal_events::{
-    ErrorChain, EventsReceived, JobBuried, RedeliveriesSkipped, SourceDisconnected,
-};
+use crate::internal_events::{ErrorChain, EventsReceived, JobBuried, RedeliveriesSkipped};
 use crate::runtime::{Ready, Shutdown};
 use crate::use_cases::{Ingest, IngestError, RejectedInput, Unmatched};
 
@@ -99,31 +97,27 @@ pub(crate) async fn run(
         committed: 0,
         config,
     };
-    let mut ready = Some(ctx.ready);
-    let mut shutdown = ctx.shutdown;
-    let mut backoff = Backoff::new();
-    loop {
-        if shutdown.is_triggered() {
-            return Ok(());
-        }
-        source.committed = 0;
-        let error = match source.session(&mut ready, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        if source.committed > 0 {
-            backoff.reset();
-        }
-        let delay = backoff.next_delay();
-        SourceDisconnected {
-            source: &source.id,
-            error: &error,
-            retry_in: delay,
-        }
-        .emit();
-        if !sleep_unless_shutdown(delay, &mut shutdown).await {
-            return Ok(());
-        }
+    run_sessions(&mut source, ctx.ready, ctx.shutdown).await;
+    Ok(())
+}
+
+impl Sessions for BeanstalkSource {
+    type Error = SessionError;
+
+    fn source_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn session(
+        &mut self,
+        ready: &mut Option<Ready>,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), SessionError> {
+        BeanstalkSource::session(self, ready, shutdown).await
+    }
+
+    fn take_committed(&mut self) -> usize {
+        std::mem::take(&mut self.committed)
     }
 }
 

@@ -72,10 +72,15 @@ impl Generator {
         }
         let i = self.rng.usize(..self.open.len());
         let (name, extra) = match self.rng.u8(..10) {
-            0..=2 => (
-                "ticket.message",
-                json!({ "body": "Any news on this?", "poster": self.rng.choice(USERS).map(|u| u.0) }),
-            ),
+            0..=2 => {
+                // The fields the osticket source gives a customer's message.
+                let (user_name, user_email) = *self.rng.choice(USERS).unwrap_or(&USERS[0]);
+                (
+                    "ticket.message",
+                    json!({ "body": "Any news on this?", "poster": user_name,
+                            "user_name": user_name, "user_email": user_email }),
+                )
+            }
             3..=5 => (
                 "ticket.response",
                 json!({ "body": "We are looking into it.", "agent_name": self.rng.choice(AGENTS) }),
@@ -247,6 +252,9 @@ mod tests {
             ]
         );
         assert_eq!(created.data["helpdesk_code"], "ACME");
+        let message = events.iter().find(|e| e.name == "ticket.message").unwrap();
+        assert!(message.data["user_email"].as_str().unwrap().contains('@'));
+        assert!(message.data["user_name"].is_string());
         // Every event about a ticket refers to one that was created before it.
         let mut seen = std::collections::HashSet::new();
         for e in &events {

@@ -236,6 +236,15 @@ pub(super) fn connect_options(url: &str) -> Result<MySqlConnectOptions, DbError>
         .disable_statement_logging())
 }
 
+/// Which ids a read of an append-only table wants.
+#[derive(Clone, Copy)]
+enum IdFilter<'a> {
+    /// Above this id.
+    After(u64),
+    /// Inside these ranges, both ends included.
+    In(&'a [(u64, u64)]),
+}
+
 fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
     move |source| DbError::Query { what, source }
 }
@@ -454,20 +463,16 @@ impl Db {
         after: u64,
         limit: u32,
     ) -> Result<Vec<EntryRow>, DbError> {
-        let text = format!(
-            "{} WHERE e.id > ? ORDER BY e.id LIMIT ?",
-            self.entry_select()
-        );
-        let rows = sql(text)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(q("thread entries"))?;
-        rows.iter()
-            .map(read_entry)
-            .collect::<Result<_, _>>()
-            .map_err(q("thread entries"))
+        let select = self.entry_select();
+        self.rows_by_id(
+            select,
+            "e.id",
+            IdFilter::After(after),
+            limit,
+            "thread entries",
+            read_entry,
+        )
+        .await
     }
 
     /// Entries inside the id ranges (inclusive) the cursor waits on.
@@ -476,27 +481,54 @@ impl Db {
         ranges: &[(u64, u64)],
         limit: u32,
     ) -> Result<Vec<EntryRow>, DbError> {
-        if ranges.is_empty() {
-            return Ok(Vec::new());
-        }
-        let text = format!(
-            "{} WHERE {} ORDER BY e.id LIMIT ?",
-            self.entry_select(),
-            ranges_clause("e.id", ranges.len())
-        );
-        let mut query = sql(text);
-        for (a, b) in ranges {
-            query = query.bind(*a).bind(*b);
+        let select = self.entry_select();
+        self.rows_by_id(
+            select,
+            "e.id",
+            IdFilter::In(ranges),
+            limit,
+            "thread entries",
+            read_entry,
+        )
+        .await
+    }
+
+    /// The rows of `select` whose `id_column` passes `filter`, in id order,
+    /// at most `limit`, each read by `read`; `what` names them in errors.
+    async fn rows_by_id<T>(
+        &mut self,
+        select: String,
+        id_column: &str,
+        filter: IdFilter<'_>,
+        limit: u32,
+        what: &'static str,
+        read: fn(&MySqlRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, DbError> {
+        let condition = match filter {
+            IdFilter::After(_) => format!("{id_column} > ?"),
+            IdFilter::In([]) => return Ok(Vec::new()),
+            IdFilter::In(ranges) => ranges_clause(id_column, ranges.len()),
+        };
+        let mut query = sql(format!(
+            "{select} WHERE {condition} ORDER BY {id_column} LIMIT ?"
+        ));
+        match filter {
+            IdFilter::After(after) => query = query.bind(after),
+            IdFilter::In(ranges) => {
+                for (a, b) in ranges {
+                    query = query.bind(*a).bind(*b);
+                }
+            }
         }
         let rows = query
             .bind(limit)
             .fetch_all(&mut self.conn)
             .await
-            .map_err(q("thread entries"))?;
+            .map_err(q(what))?;
         rows.iter()
-            .map(read_entry)
+            .map(read)
             .collect::<Result<_, _>>()
-            .map_err(q("thread entries"))
+            .map_err(q(what))
     }
 
     fn event_select(&self) -> String {
@@ -525,49 +557,36 @@ impl Db {
         )
     }
 
+    /// Thread events with ids above `after`, oldest first.
     pub async fn events_after(&mut self, after: u64, limit: u32) -> Result<Vec<EventRow>, DbError> {
-        let text = format!(
-            "{} WHERE te.id > ? ORDER BY te.id LIMIT ?",
-            self.event_select()
-        );
-        let rows = sql(text)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(q("thread events"))?;
-        rows.iter()
-            .map(read_event)
-            .collect::<Result<_, _>>()
-            .map_err(q("thread events"))
+        let select = self.event_select();
+        self.rows_by_id(
+            select,
+            "te.id",
+            IdFilter::After(after),
+            limit,
+            "thread events",
+            read_event,
+        )
+        .await
     }
 
+    /// Thread events inside the id ranges (inclusive) the cursor waits on.
     pub async fn events_in(
         &mut self,
         ranges: &[(u64, u64)],
         limit: u32,
     ) -> Result<Vec<EventRow>, DbError> {
-        if ranges.is_empty() {
-            return Ok(Vec::new());
-        }
-        let text = format!(
-            "{} WHERE {} ORDER BY te.id LIMIT ?",
-            self.event_select(),
-            ranges_clause("te.id", ranges.len())
-        );
-        let mut query = sql(text);
-        for (a, b) in ranges {
-            query = query.bind(*a).bind(*b);
-        }
-        let rows = query
-            .bind(limit)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(q("thread events"))?;
-        rows.iter()
-            .map(read_event)
-            .collect::<Result<_, _>>()
-            .map_err(q("thread events"))
+        let select = self.event_select();
+        self.rows_by_id(
+            select,
+            "te.id",
+            IdFilter::In(ranges),
+            limit,
+            "thread events",
+            read_event,
+        )
+        .await
     }
 
     /// The tickets behind `threads` (ticket threads only), as they are now.
