@@ -406,31 +406,43 @@ impl Spool {
         limit: usize,
         in_flight: &HashSet<i64>,
     ) -> Result<Vec<Entry>, SpoolError> {
-        self.fetch_ready_within(stream, now, limit, usize::MAX, in_flight)
+        self.fetch_ready_within(stream, now, limit, usize::MAX, 0, in_flight)
     }
 
     /// [`Spool::fetch_ready`], stopping once the payloads returned reach
     /// `max_bytes` (at least one entry is returned when one is ready), so
-    /// that a reader ahead of its stream holds bounded memory.
+    /// that a reader ahead of its stream holds bounded memory, and looking
+    /// only at sequences above `after_seq`.
+    ///
+    /// `after_seq` is for a reader that has fetched up to there and holds
+    /// those entries in flight: it does not scan them again. Heads below it
+    /// (a retry come due, an entry whose predecessor was just delivered)
+    /// are not seen, so such a reader must also fetch from 0 now and then.
     pub fn fetch_ready_within(
         &self,
         stream: &str,
         now: i64,
         limit: usize,
         max_bytes: usize,
+        after_seq: i64,
         in_flight: &HashSet<i64>,
     ) -> Result<Vec<Entry>, SpoolError> {
         let conn = lock(&self.inner.reader);
         let mut statement = conn.prepare_cached(
             "SELECT seq, stream, use_case, queue, order_key, event_id, payload, enqueued_at, attempts
              FROM entries AS e INDEXED BY entries_by_stream
-             WHERE stream = ?1 AND next_attempt_at <= ?2
+             WHERE stream = ?1 AND seq > ?4 AND next_attempt_at <= ?2
                AND NOT EXISTS (SELECT 1 FROM entries AS p
                                WHERE p.stream = ?1 AND p.order_key = e.order_key AND p.seq < e.seq)
              ORDER BY seq LIMIT ?3",
         )?;
         let want = limit.saturating_add(in_flight.len());
-        let mut rows = statement.query(params![stream, now, want.min(i64::MAX as usize) as i64])?;
+        let mut rows = statement.query(params![
+            stream,
+            now,
+            want.min(i64::MAX as usize) as i64,
+            after_seq
+        ])?;
         let mut ready = Vec::with_capacity(limit.min(want).min(1024));
         let mut bytes = 0usize;
         while ready.len() < limit && bytes < max_bytes {

@@ -83,7 +83,7 @@ fn a_read_stops_at_its_byte_bound_but_returns_at_least_one() {
     let none = HashSet::new();
     let read = |max_bytes| {
         spool
-            .fetch_ready_within("out", now_ms(), 10, max_bytes, &none)
+            .fetch_ready_within("out", now_ms(), 10, max_bytes, 0, &none)
             .unwrap()
     };
     assert_eq!(ids(&read(8)), ["id-0", "id-1"]);
@@ -93,9 +93,14 @@ fn a_read_stops_at_its_byte_bound_but_returns_at_least_one() {
     // Entries in flight count for nothing.
     let in_flight: HashSet<i64> = read(8).iter().map(|e| e.seq).collect();
     let after = spool
-        .fetch_ready_within("out", now_ms(), 10, 8, &in_flight)
+        .fetch_ready_within("out", now_ms(), 10, 8, 0, &in_flight)
         .unwrap();
     assert_eq!(ids(&after), ["id-2", "id-3"]);
+    // From a sequence on: what is below is not looked at.
+    let from = spool
+        .fetch_ready_within("out", now_ms(), 10, usize::MAX, after[1].seq, &none)
+        .unwrap();
+    assert_eq!(ids(&from), ["id-4", "id-5"]);
 }
 
 #[test]

@@ -30,6 +30,54 @@ const READ_AHEAD_MAX: usize = 1024;
 /// large payloads in the spool must not fill memory.
 const READ_AHEAD_BYTES: usize = 8 * 1024 * 1024;
 
+/// How often a read-ahead scans the whole queue while a backlog keeps the
+/// quick scans busy (see [`ScanFrom`]).
+const FULL_SCAN_EVERY: Duration = Duration::from_millis(250);
+
+/// Where the next read-ahead starts. Entries below the highest sequence
+/// fetched so far are mostly in flight: scanning past them on every read
+/// costs as much as the read itself under a backlog. So a read starts
+/// above them, except that heads can appear below (a retry come due, an
+/// entry whose predecessor on its key was just delivered): a read from the
+/// start is made when a quick one finds less than it asked for (caught up:
+/// look everywhere once), and at least every [`FULL_SCAN_EVERY`].
+struct ScanFrom {
+    high_water: i64,
+    full_next: bool,
+    last_full: std::time::Instant,
+}
+
+impl ScanFrom {
+    fn new() -> ScanFrom {
+        ScanFrom {
+            high_water: 0,
+            full_next: true,
+            last_full: std::time::Instant::now(),
+        }
+    }
+
+    /// The `after_seq` of the next read.
+    fn next_from(&mut self) -> i64 {
+        if self.full_next || self.last_full.elapsed() >= FULL_SCAN_EVERY {
+            self.full_next = false;
+            self.last_full = std::time::Instant::now();
+            0
+        } else {
+            self.high_water
+        }
+    }
+
+    /// What a read from `from`, asking for `limit`, returned.
+    fn saw(&mut self, from: i64, entries: &[Entry], limit: usize) {
+        if let Some(max) = entries.iter().map(|e| e.seq).max() {
+            self.high_water = self.high_water.max(max);
+        }
+        if from != 0 && entries.len() < limit {
+            self.full_next = true;
+        }
+    }
+}
+
 pub(super) struct Dispatcher {
     pub stream_id: String,
     pub settings: StreamSettings,
@@ -57,13 +105,15 @@ impl Dispatcher {
         // stay in flight (not fetched again) until their outcome is on disk,
         // while the next batches are already being delivered.
         let mut completions: JoinSet<Vec<i64>> = JoinSet::new();
+        let mut scan = ScanFrom::new();
         loop {
             let mut idle_for = IDLE_POLL;
             if !shutdown.is_triggered() {
                 while tasks.len() < self.settings.concurrency {
                     if read_ahead.len() < self.settings.batch_size {
+                        let from = scan.next_from();
                         let Some((returned, fetched)) =
-                            self.fetch(std::mem::take(&mut in_flight)).await
+                            self.fetch(from, std::mem::take(&mut in_flight)).await
                         else {
                             // Only when the runtime is going away.
                             tracing::warn!(stream = %self.stream_id, "spool read cancelled; dispatcher stops");
@@ -72,6 +122,7 @@ impl Dispatcher {
                         in_flight = returned;
                         match fetched {
                             Ok(entries) => {
+                                scan.saw(from, &entries, self.read_ahead_limit());
                                 in_flight.extend(entries.iter().map(|e| e.seq));
                                 read_ahead.extend(entries);
                             }
@@ -157,14 +208,25 @@ impl Dispatcher {
     /// `None` only when the blocking task was cancelled (the runtime is
     /// shutting down): a panic in the read is caught and reported as an
     /// error, so the set always comes back.
-    async fn fetch(&self, in_flight: HashSet<i64>) -> Option<(HashSet<i64>, FetchResult)> {
+    async fn fetch(
+        &self,
+        after_seq: i64,
+        in_flight: HashSet<i64>,
+    ) -> Option<(HashSet<i64>, FetchResult)> {
         let spool = self.spool.clone();
         let stream = self.stream_id.clone();
-        let limit = (self.settings.batch_size * self.settings.concurrency)
-            .clamp(READ_AHEAD_MIN, READ_AHEAD_MAX.max(self.settings.batch_size));
+        let limit = self.read_ahead_limit();
         tokio::task::spawn_blocking(move || {
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                spool.fetch_ready_within(&stream, now_ms(), limit, READ_AHEAD_BYTES, &in_flight)
+                let now = now_ms();
+                spool.fetch_ready_within(
+                    &stream,
+                    now,
+                    limit,
+                    READ_AHEAD_BYTES,
+                    after_seq,
+                    &in_flight,
+                )
             }));
             let fetched: FetchResult = match read {
                 Ok(fetched) => fetched.map_err(Into::into),
@@ -174,6 +236,11 @@ impl Dispatcher {
         })
         .await
         .ok()
+    }
+
+    fn read_ahead_limit(&self) -> usize {
+        (self.settings.batch_size * self.settings.concurrency)
+            .clamp(READ_AHEAD_MIN, READ_AHEAD_MAX.max(self.settings.batch_size))
     }
 
     /// How long to sleep when nothing is due: until the next retry, at most [`IDLE_POLL`].
@@ -397,6 +464,39 @@ pub(crate) fn backoff(policy: &RetryPolicy, attempts: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entries(seqs: &[i64]) -> Vec<Entry> {
+        seqs.iter()
+            .map(|&seq| Entry {
+                seq,
+                stream: "s".into(),
+                use_case: "u".into(),
+                queue: "q".into(),
+                order_key: format!("k{seq}"),
+                event_id: format!("e{seq}"),
+                payload: Vec::new(),
+                enqueued_at: 0,
+                attempts: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_start_above_what_was_fetched_until_caught_up() {
+        let mut scan = ScanFrom::new();
+        assert_eq!(scan.next_from(), 0, "the first read looks everywhere");
+        scan.saw(0, &entries(&[1, 2, 3]), 3);
+        assert_eq!(scan.next_from(), 3, "a full read: the next starts above it");
+        scan.saw(3, &entries(&[4, 5, 6]), 3);
+        assert_eq!(scan.next_from(), 6);
+        // Fewer than asked: caught up, so heads below may have been missed.
+        scan.saw(6, &entries(&[7]), 3);
+        assert_eq!(scan.next_from(), 0);
+        scan.saw(0, &entries(&[2]), 3);
+        assert_eq!(scan.next_from(), 7, "the high water stays");
+        scan.last_full -= FULL_SCAN_EVERY;
+        assert_eq!(scan.next_from(), 0, "and a full read every FULL_SCAN_EVERY");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
