@@ -184,14 +184,18 @@ data.length = data.body.len();
     }
     let seed = dir.path().join("out/seed.ndjson");
     wait_for(Duration::from_secs(20), "the seed record", || {
-        seed.exists() && std::fs::read_to_string(&seed).unwrap().lines().count() == 1
+        std::fs::read_to_string(&seed)
+            .is_ok_and(|text| text.ends_with('\n') && text.lines().count() == 1)
     });
     assert_eq!(
         std::fs::read_to_string(&seed).unwrap(),
         seed_record() + "\n"
     );
     let notes = dir.path().join("out/notes.ndjson");
-    wait_for(Duration::from_secs(20), "the fine note", || notes.exists());
+    // A line is whole once its newline is written.
+    wait_for(Duration::from_secs(20), "the fine note", || {
+        std::fs::read_to_string(&notes).is_ok_and(|text| text.ends_with('\n'))
+    });
     let line: Value =
         serde_json::from_str(std::fs::read_to_string(&notes).unwrap().trim()).unwrap();
     assert_eq!(
