@@ -46,9 +46,9 @@
 //!    fsync'd commit (any append) makes those outcomes durable with it, and a
 //!    process crash loses nothing. A power loss may undo the latest outcomes:
 //!    those entries are then delivered again (at least once), never lost.
-//!    When the writer has been idle for a second with such outcomes, it
-//!    commits one small synced write (`meta.outcomes_synced_at`), so the
-//!    window a power loss can undo stays about a second long.
+//!    Such outcomes are synced within about a second: the next group after
+//!    that is synced whatever it holds, and an idle writer commits one
+//!    small synced write (`meta.outcomes_synced_at`).
 //!
 //! # Example
 //!

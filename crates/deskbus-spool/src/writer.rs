@@ -89,21 +89,26 @@ pub(crate) fn run(
     wake: impl Fn(&BTreeSet<String>),
 ) {
     let mut current = sync;
-    // Outcomes committed without an fsync since the last synced commit.
-    let mut unsynced = false;
+    // Since when outcomes have been committed without an fsync.
+    let mut unsynced_since: Option<std::time::Instant> = None;
     loop {
         // Blocks for the first command of a group; returns when every
-        // sender is gone. Invariant 7's window is bounded: once idle for
-        // IDLE_SYNC with outcomes not synced, one small synced commit
-        // makes them durable.
-        let first = if unsynced {
-            match commands.recv_timeout(IDLE_SYNC) {
+        // sender is gone. Invariant 7's window is bounded by IDLE_SYNC:
+        // an idle writer then makes one small synced commit, and a busy
+        // one syncs its next group.
+        let first = if let Some(since) = unsynced_since {
+            match commands.recv_timeout(IDLE_SYNC.saturating_sub(since.elapsed())) {
                 Ok(command) => command,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if sync_outcomes(&conn, sync).is_ok() {
-                        current = sync;
-                        unsynced = false;
-                    }
+                    // On failure (a full disk), try again a period later
+                    // rather than spin; the next synced group covers them too.
+                    unsynced_since = match schema::set_sync(&conn, sync) {
+                        Ok(()) => {
+                            current = sync;
+                            mark_synced(&conn).err().map(|_| std::time::Instant::now())
+                        }
+                        Err(_) => Some(std::time::Instant::now()),
+                    };
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -125,7 +130,8 @@ pub(crate) fn run(
             .commands
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         // Invariant 7: a group of delivery outcomes only is not fsync'd.
-        let wanted = if group.iter().all(|c| matches!(c, Command::Complete { .. })) {
+        let overdue = unsynced_since.is_some_and(|since| since.elapsed() >= IDLE_SYNC);
+        let wanted = if !overdue && group.iter().all(|c| matches!(c, Command::Complete { .. })) {
             SyncMode::Normal
         } else {
             sync
@@ -153,7 +159,11 @@ pub(crate) fn run(
         match committed {
             Ok(()) => {
                 // A synced commit syncs the whole WAL before it.
-                unsynced = current == SyncMode::Normal && sync == SyncMode::Full;
+                if current == SyncMode::Normal && sync == SyncMode::Full {
+                    unsynced_since.get_or_insert_with(std::time::Instant::now);
+                } else {
+                    unsynced_since = None;
+                }
                 wake(&woken);
                 for p in pending {
                     p.answer(None);
@@ -171,14 +181,14 @@ pub(crate) fn run(
     }
 }
 
-/// How long the writer stays idle before it syncs outcomes committed
-/// without an fsync (invariant 7): the most a power loss can undo.
+/// How long outcomes may stay committed without an fsync (invariant 7):
+/// about the most a power loss can undo.
 pub(crate) const IDLE_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One synced commit (the time of it, in `meta`): the WAL is written in
-/// order, so it makes every earlier commit durable too.
-fn sync_outcomes(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
-    schema::set_sync(conn, sync)?;
+/// One synced commit (the time of it, in `meta`; the caller has set the
+/// synchronous mode): the WAL is written in order, so it makes every
+/// earlier commit durable too.
+fn mark_synced(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO meta(key, value) VALUES ('outcomes_synced_at', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

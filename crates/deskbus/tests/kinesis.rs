@@ -132,28 +132,12 @@ async fn sweep_shared_moto() {
 /// under test). Panics after five failures.
 async fn json_read(endpoint: &str, service: &str, target: &str, body: Value) -> Value {
     for _ in 0..4 {
-        let (status, answer) = aws_call(
-            endpoint,
-            service,
-            "POST",
-            "/",
-            &[
-                ("content-type", "application/x-amz-json-1.1"),
-                ("x-amz-target", target),
-            ],
-            body.to_string().as_bytes(),
-        )
-        .await
-        .unwrap();
+        let (status, answer) = json_request(endpoint, service, target, &body).await;
         if status == 200 {
             return serde_json::from_slice(&answer).unwrap_or(Value::Null);
         }
-        assert_eq!(
-            status,
-            500,
-            "{target}: {}",
-            String::from_utf8_lossy(&answer)
-        );
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status, 500, "{target}: {text}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     json_call(endpoint, service, target, body).await
@@ -161,22 +145,28 @@ async fn json_read(endpoint: &str, service: &str, target: &str, body: Value) -> 
 
 /// A JSON 1.1 call; panics unless it succeeds.
 async fn json_call(endpoint: &str, service: &str, target: &str, body: Value) -> Value {
-    let (status, answer) = aws_call(
+    let (status, answer) = json_request(endpoint, service, target, &body).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(status, 200, "{target}: {text}");
+    serde_json::from_slice(&answer).unwrap_or(Value::Null)
+}
+
+/// A JSON 1.1 call: its status and body.
+async fn json_request(endpoint: &str, service: &str, target: &str, body: &Value) -> (u16, Vec<u8>) {
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", target),
+    ];
+    aws_call(
         endpoint,
         service,
         "POST",
         "/",
-        &[
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target),
-        ],
+        &headers,
         body.to_string().as_bytes(),
     )
     .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&answer);
-    assert_eq!(status, 200, "{target}: {text}");
-    serde_json::from_slice(&answer).unwrap_or(Value::Null)
+    .unwrap()
 }
 
 /// The text of every `<name>…</name>` in `xml`.

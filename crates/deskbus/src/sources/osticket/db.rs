@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::query::Query;
@@ -281,8 +282,10 @@ impl Db {
         Ok(db)
     }
 
+    /// Says goodbye to the server, within a second: after a query was
+    /// abandoned mid-way (shutdown), the connection may not answer.
     pub async fn close(self) {
-        let _ = self.conn.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.close()).await;
     }
 
     /// Finds the osTicket version family from the tables and columns present.
