@@ -69,6 +69,8 @@ impl OwnServer {
                 "-sd",
             ])
             .arg(self.dir.path().join("store"))
+            .arg("-l")
+            .arg(self.dir.path().join("nats-server.log"))
             .args(&self.args);
         self.child = Some(conformance::spawn_server(
             command,
@@ -92,6 +94,19 @@ impl OwnServer {
 impl Drop for OwnServer {
     fn drop(&mut self) {
         self.kill();
+        // A failing test says what its server went through.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("nats-server.log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!(
+                "--- last lines of our nats-server's log (port {}) ---",
+                self.port
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
