@@ -15,7 +15,6 @@
 mod util;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -148,90 +147,16 @@ impl Bus {
 }
 
 /// deskbus with the amqp source `bus` on `exchange` (`source` adds keys to
-/// it), and every event it takes into `<dir>/out/events.ndjson`. `extra`
-/// adds tables; `use_case` replaces the use case's selection keys.
-fn config(dir: &Path, admin: SocketAddr, exchange: &str, source: &str, use_case: &str) -> String {
-    format!(
-        r#"
-[general]
-data_dir = "{data}"
-shutdown_timeout = "5s"
-
-[admin]
-address = "{admin}"
-
-[log]
-level = "info"
-
-[sources.bus]
-type = "amqp"
-url = "{URL}"
-exchange = "{exchange}"
-{source}
-
-[streams.out]
-type = "file"
-path = "{out}/{{queue}}.ndjson"
-
-[use_cases.all]
-inputs = ["bus"]
-{use_case}
-stream = "out"
-queue = "events"
-"#,
-        data = dir.join("data").display(),
-        out = dir.join("out").display(),
-    )
-}
-
-/// Starts deskbus on `config(...)` in `dir`; returns once it consumes.
+/// it), and every event it takes into `<dir>/out/events.ndjson`;
+/// `use_case` replaces the use case's selection keys.
 fn start(dir: &Path, exchange: &str, source: &str, use_case: &str) -> Deskbus {
-    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let unused: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let use_case = match use_case {
-        "" => "routing_keys = [\"#\"]",
-        other => other,
-    };
-    Deskbus::start(
-        dir,
-        &config(dir, admin, exchange, source, use_case),
-        admin,
-        unused,
-    )
+    let source = format!("type = \"amqp\"\nurl = \"{URL}\"\nexchange = \"{exchange}\"\n{source}");
+    start_source_to_file(dir, "bus", &source, use_case, "")
 }
 
-/// The events in `<dir>/out/events.ndjson` (a last line still being
-/// written is left for the next read).
+/// The events delivered so far.
 fn delivered(dir: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(dir.join("out/events.ndjson")).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
-    complete
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
-}
-
-/// Waits until `n` events were delivered; returns them.
-fn wait_delivered(dir: &Path, n: usize, timeout: Duration) -> Vec<Value> {
-    let mut events = Vec::new();
-    wait_for(timeout, &format!("{n} delivered events"), || {
-        events = delivered(dir);
-        events.len() >= n
-    });
-    events
-}
-
-/// `deskbus dlq list` until it shows `n` dead letters; the list.
-fn wait_dead_letters(bus: &Deskbus, n: usize) -> String {
-    let want = format!("{n} dead letter{}", if n == 1 { "" } else { "s" });
-    let mut list = String::new();
-    wait_for(Duration::from_secs(10), &want, || {
-        let (code, out, stderr) = bus.cli(&["dlq", "list"]);
-        assert_eq!(code, 0, "{stderr}");
-        list = out;
-        list.contains(&want)
-    });
-    list
+    delivered_events(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

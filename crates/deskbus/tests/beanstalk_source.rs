@@ -15,7 +15,6 @@ mod util;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,65 +132,19 @@ async fn tube_counts(address: &str, tube: &str) -> (u64, u64, u64, u64) {
 
 /// deskbus with the beanstalk source `jobs` (`source` holds its keys) and
 /// every event it takes into `<dir>/out/events.ndjson`; `extra` adds
-/// tables. Returns once the source watches its tubes.
+/// tables.
 fn start(dir: &Path, source: &str, extra: &str) -> Deskbus {
-    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let unused: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config = format!(
-        r##"
-[general]
-data_dir = "{data}"
-shutdown_timeout = "5s"
-
-[admin]
-address = "{admin}"
-
-[log]
-level = "info"
-
-[sources.jobs]
-type = "beanstalk"
-{source}
-
-[streams.out]
-type = "file"
-path = "{out}/{{queue}}.ndjson"
-
-[use_cases.all]
-inputs = ["jobs"]
-routing_keys = ["#"]
-stream = "out"
-queue = "events"
-{extra}
-"##,
-        data = dir.join("data").display(),
-        out = dir.join("out").display(),
-    );
-    Deskbus::start(dir, &config, admin, unused)
+    let source = format!("type = \"beanstalk\"\n{source}");
+    start_source_to_file(dir, "jobs", &source, "", extra)
 }
 
-/// The complete lines of `<dir>/out/<file>` (a last line still being
-/// written is left for the next read).
+/// The complete lines of `<dir>/out/<file>`.
 fn lines(dir: &Path, file: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("out").join(file)).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
-    complete.lines().map(String::from).collect()
+    complete_lines(&dir.join("out").join(file))
 }
 
 fn delivered(dir: &Path) -> Vec<Value> {
-    lines(dir, "events.ndjson")
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
-}
-
-fn wait_delivered(dir: &Path, n: usize, timeout: Duration) -> Vec<Value> {
-    let mut events = Vec::new();
-    wait_for(timeout, &format!("{n} delivered events"), || {
-        events = delivered(dir);
-        events.len() >= n
-    });
-    events
+    delivered_events(dir)
 }
 
 fn envelope(n: u64) -> Vec<u8> {

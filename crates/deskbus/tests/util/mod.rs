@@ -292,6 +292,96 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// deskbus with the source `id` (`source`: the body of `[sources.<id>]`,
+/// its `type` included) and every event it takes, through the use case
+/// `all` (`selection`: its selection keys, `routing_keys = ["#"]` when
+/// empty), into `<dir>/out/events.ndjson`; `extra` adds tables. Returns
+/// once the admin API answers.
+pub fn start_source_to_file(
+    dir: &Path,
+    id: &str,
+    source: &str,
+    selection: &str,
+    extra: &str,
+) -> Deskbus {
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let unused: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let selection = match selection {
+        "" => "routing_keys = [\"#\"]",
+        other => other,
+    };
+    let config = format!(
+        r#"
+[general]
+data_dir = "{data}"
+shutdown_timeout = "5s"
+
+[admin]
+address = "{admin}"
+
+[log]
+level = "info"
+
+[sources.{id}]
+{source}
+
+[streams.out]
+type = "file"
+path = "{out}/{{queue}}.ndjson"
+
+[use_cases.all]
+inputs = ["{id}"]
+{selection}
+stream = "out"
+queue = "events"
+{extra}
+"#,
+        data = dir.join("data").display(),
+        out = dir.join("out").display(),
+    );
+    Deskbus::start(dir, &config, admin, unused)
+}
+
+/// The complete lines of `path` (a last line still being written is left
+/// for the next read; a missing file has none).
+pub fn complete_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete.lines().map(String::from).collect()
+}
+
+/// The events in `<dir>/out/events.ndjson` (see [`start_source_to_file`]).
+pub fn delivered_events(dir: &Path) -> Vec<serde_json::Value> {
+    complete_lines(&dir.join("out/events.ndjson"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+/// Waits until `n` events were delivered to `<dir>/out/events.ndjson`;
+/// returns them.
+pub fn wait_delivered(dir: &Path, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    let mut events = Vec::new();
+    wait_for(timeout, &format!("{n} delivered events"), || {
+        events = delivered_events(dir);
+        events.len() >= n
+    });
+    events
+}
+
+/// `deskbus dlq list` until it shows `n` dead letters; the list.
+pub fn wait_dead_letters(bus: &Deskbus, n: usize) -> String {
+    let want = format!("{n} dead letter{}", if n == 1 { "" } else { "s" });
+    let mut list = String::new();
+    wait_for(Duration::from_secs(10), &want, || {
+        let (code, out, stderr) = bus.cli(&["dlq", "list"]);
+        assert_eq!(code, 0, "{stderr}");
+        list = out;
+        list.contains(&want)
+    });
+    list
+}
+
 /// Event ids per line of an output file (missing file: none).
 pub fn delivered_ids(path: &Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(path) else {
