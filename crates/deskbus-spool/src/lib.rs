@@ -12,7 +12,7 @@
 //!
 //! | table | row | written by |
 //! |---|---|---|
-//! | `meta` | `key → value` (schema version, origin uuid) | open, [`Spool::set_meta`] |
+//! | `meta` | `key → value` (schema version, origin uuid, `outcomes_synced_at`) | open, [`Spool::set_meta`], the writer (invariant 7) |
 //! | `entries` | one pending delivery: `seq`, `stream`, `use_case`, `queue`, `order_key`, `event_id`, `payload`, `enqueued_at`, `attempts`, `next_attempt_at`, `last_error` | append, complete |
 //! | `dead_letters` | an entry that will not be retried on its own: the entry's columns plus `failed_at` and `reason` | complete, append (rejected at routing), dlq commands |
 //! | `cursors` | `source → value` (the position a source has durably consumed up to) | append |

@@ -15,6 +15,7 @@
 mod util;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -152,6 +153,43 @@ impl Bus {
 fn start(dir: &Path, exchange: &str, source: &str, use_case: &str) -> Deskbus {
     let source = format!("type = \"amqp\"\nurl = \"{URL}\"\nexchange = \"{exchange}\"\n{source}");
     start_source_to_file(dir, "bus", &source, use_case, "")
+}
+
+/// `deskbus check --connect` on the amqp source `bus` with `url`.
+fn check_connect_with(dir: &Path, url: &str, exchange: &str, source: &str) -> (i32, String) {
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let source = format!("type = \"amqp\"\nurl = \"{url}\"\nexchange = \"{exchange}\"\n{source}");
+    let path = dir.join("check.toml");
+    std::fs::write(
+        &path,
+        source_to_file_config(dir, admin, "bus", &source, "", ""),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_connect(&path);
+    (code, format!("{stdout}{stderr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_reaches_the_broker_and_keeps_the_password_out() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    let queue = format!("queue = \"{}\"", bus.queue);
+    let (code, out) = check_connect_with(dir.path(), URL, &bus.exchange, &queue);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("source bus (amqp): ok (connected to amqp://guest:"),
+        "{out}"
+    );
+    let wrong = URL.replace("guest:guest", "guest:not-the-pw");
+    let (code, out) = check_connect_with(dir.path(), &wrong, &bus.exchange, &queue);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("source bus (amqp): FAILED: cannot connect"),
+        "{out}"
+    );
+    assert!(!out.contains("not-the-pw"), "{out}");
+    bus.cleanup().await;
 }
 
 /// The events delivered so far.

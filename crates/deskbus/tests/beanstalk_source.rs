@@ -147,6 +147,40 @@ fn delivered(dir: &Path) -> Vec<Value> {
     delivered_events(dir)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_reaches_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = OwnServer::start();
+    let address = server.address();
+    put(&address, "tickets", 60, &[envelope(1), envelope(2)]).await;
+    let admin = ([127, 0, 0, 1], free_port()).into();
+    let path = dir.path().join("check.toml");
+    for (address, ok) in [
+        (address.clone(), true),
+        (format!("127.0.0.1:{}", free_port()), false),
+    ] {
+        let source =
+            format!("type = \"beanstalk\"\naddress = \"{address}\"\ntubes = [\"tickets\"]");
+        let config = source_to_file_config(dir.path(), admin, "jobs", &source, "", "");
+        std::fs::write(&path, config).unwrap();
+        let (code, stdout, stderr) = check_connect(&path);
+        if ok {
+            assert_eq!(code, 0, "{stdout}{stderr}");
+            assert!(
+                stdout.contains("source jobs (beanstalk): ok (beanstalkd ")
+                    && stdout.contains("2 jobs ready in tickets"),
+                "{stdout}"
+            );
+        } else {
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert!(
+                stdout.contains("source jobs (beanstalk): FAILED"),
+                "{stdout}"
+            );
+        }
+    }
+}
+
 fn envelope(n: u64) -> Vec<u8> {
     json!({"name": "ticket.created", "data": {"n": n, "ticket_id": n, "subject": "printer"}})
         .to_string()

@@ -377,104 +377,65 @@ impl Ost {
         .await
     }
 
-    async fn assign(&mut self, t: &Ticket, staff: u64, name: &str) -> u64 {
+    /// Sets `set` on the ticket, as osTicket's UPDATE does, then logs
+    /// `name` with the ticket's agent, department and topic as they are now.
+    async fn update_and_log(
+        &mut self,
+        t: &Ticket,
+        set: &str,
+        name: &str,
+        data: Option<&str>,
+        actor: (&str, u64, &str),
+    ) -> u64 {
         self.exec(&format!(
-            "UPDATE {} SET staff_id = {staff}, updated = NOW() WHERE ticket_id = {}",
+            "UPDATE {} SET {set} WHERE ticket_id = {}",
             self.t("ticket"),
             t.id
         ))
         .await;
-        let (dept, topic) = (
+        let (staff, dept, topic) = self.ticket_owners(t).await;
+        self.event(t.thread, name, staff, dept, topic, data, actor, "NOW()")
+            .await
+    }
+
+    /// The ticket's (agent, department, topic).
+    async fn ticket_owners(&mut self, t: &Ticket) -> (u64, u64, u64) {
+        (
+            self.ticket_column(t, "staff_id").await as u64,
             self.ticket_column(t, "dept_id").await as u64,
             self.ticket_column(t, "topic_id").await as u64,
-        );
-        let data = json!({"staff": [staff, name]}).to_string();
-        self.event(
-            t.thread,
-            "assigned",
-            staff,
-            dept,
-            topic,
-            Some(&data),
-            ("ava", 1, "S"),
-            "NOW()",
         )
-        .await
+    }
+
+    async fn assign(&mut self, t: &Ticket, staff: u64, name: &str) -> u64 {
+        let set = format!("staff_id = {staff}, updated = NOW()");
+        let data = json!({"staff": [staff, name]}).to_string();
+        self.update_and_log(t, &set, "assigned", Some(&data), ("ava", 1, "S"))
+            .await
     }
 
     async fn transfer(&mut self, t: &Ticket, dept: u64, name: &str) -> u64 {
-        self.exec(&format!(
-            "UPDATE {} SET dept_id = {dept}, updated = NOW() WHERE ticket_id = {}",
-            self.t("ticket"),
-            t.id
-        ))
-        .await;
-        let (staff, topic) = (
-            self.ticket_column(t, "staff_id").await as u64,
-            self.ticket_column(t, "topic_id").await as u64,
-        );
+        let set = format!("dept_id = {dept}, updated = NOW()");
         let data = json!({"dept": name}).to_string();
-        self.event(
-            t.thread,
-            "transferred",
-            staff,
-            dept,
-            topic,
-            Some(&data),
-            ("ava", 1, "S"),
-            "NOW()",
-        )
-        .await
+        self.update_and_log(t, &set, "transferred", Some(&data), ("ava", 1, "S"))
+            .await
     }
 
     async fn change_topic(&mut self, t: &Ticket, topic: u64) -> u64 {
         let old = self.ticket_column(t, "topic_id").await;
-        self.exec(&format!(
-            "UPDATE {} SET topic_id = {topic}, lastupdate = NOW(), updated = NOW() WHERE ticket_id = {}",
-            self.t("ticket"),
-            t.id
-        ))
-        .await;
-        let (staff, dept) = (
-            self.ticket_column(t, "staff_id").await as u64,
-            self.ticket_column(t, "dept_id").await as u64,
-        );
+        let set = format!("topic_id = {topic}, lastupdate = NOW(), updated = NOW()");
         let data = json!({"topic_id": [old, topic]}).to_string();
-        self.event(
-            t.thread,
-            "edited",
-            staff,
-            dept,
-            topic,
-            Some(&data),
-            ("ava", 1, "S"),
-            "NOW()",
-        )
-        .await
+        self.update_and_log(t, &set, "edited", Some(&data), ("ava", 1, "S"))
+            .await
     }
 
     async fn close(&mut self, t: &Ticket) -> u64 {
-        self.exec(&format!(
-            "UPDATE {} SET status_id = 3, closed = NOW(), lastupdate = NOW(), updated = NOW() \
-             WHERE ticket_id = {}",
-            self.t("ticket"),
-            t.id
-        ))
-        .await;
-        let (staff, dept, topic) = (
-            self.ticket_column(t, "staff_id").await as u64,
-            self.ticket_column(t, "dept_id").await as u64,
-            self.ticket_column(t, "topic_id").await as u64,
-        );
-        self.event(
-            t.thread,
+        self.update_and_log(
+            t,
+            "status_id = 3, closed = NOW(), lastupdate = NOW(), updated = NOW()",
             "closed",
-            staff,
-            dept,
-            topic,
             Some(r#"{"status":[3,"Closed"]}"#),
             ("bob", 2, "S"),
-            "NOW()",
         )
         .await
     }
@@ -482,28 +443,13 @@ impl Ost {
     /// A customer replies to the closed ticket: it reopens.
     async fn reopen_by_reply(&mut self, t: &Ticket) -> (u64, u64) {
         let entry = self.customer_reply(t, &[]).await;
-        self.exec(&format!(
-            "UPDATE {} SET status_id = 1, reopened = NOW(), closed = NULL, isanswered = 0, \
-             updated = NOW() WHERE ticket_id = {}",
-            self.t("ticket"),
-            t.id
-        ))
-        .await;
-        let (staff, dept, topic) = (
-            self.ticket_column(t, "staff_id").await as u64,
-            self.ticket_column(t, "dept_id").await as u64,
-            self.ticket_column(t, "topic_id").await as u64,
-        );
         let event = self
-            .event(
-                t.thread,
+            .update_and_log(
+                t,
+                "status_id = 1, reopened = NOW(), closed = NULL, isanswered = 0, updated = NOW()",
                 "reopened",
-                staff,
-                dept,
-                topic,
                 None,
                 ("SYSTEM", t.user, "U"),
-                "NOW()",
             )
             .await;
         let closed = match self.version {
@@ -525,11 +471,7 @@ impl Ost {
     /// Delete: hard DELETEs; 1.14+ also zeroes the thread of the older
     /// events and logs `deleted` with the gone thread.
     async fn delete(&mut self, t: &Ticket) -> Option<u64> {
-        let (staff, dept, topic) = (
-            self.ticket_column(t, "staff_id").await as u64,
-            self.ticket_column(t, "dept_id").await as u64,
-            self.ticket_column(t, "topic_id").await as u64,
-        );
+        let (staff, dept, topic) = self.ticket_owners(t).await;
         for (table, column, id) in [
             ("ticket", "ticket_id", t.id),
             ("ticket__cdata", "ticket_id", t.id),

@@ -133,6 +133,10 @@ pub(crate) async fn healthcheck(config: &SourceConfig) -> Option<Result<String, 
     match config {
         #[cfg(feature = "osticket")]
         SourceConfig::Osticket(config) => Some(osticket::healthcheck(config).await),
+        #[cfg(feature = "amqp")]
+        SourceConfig::Amqp(config) => Some(amqp::healthcheck(config).await),
+        #[cfg(feature = "beanstalk")]
+        SourceConfig::Beanstalk(config) => Some(beanstalk::healthcheck(config).await),
         #[allow(unreachable_patterns, reason = "only some sources reach an upstream")]
         _ => None,
     }

@@ -306,11 +306,24 @@ pub fn start_source_to_file(
 ) -> Deskbus {
     let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let unused: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = source_to_file_config(dir, admin, id, source, selection, extra);
+    Deskbus::start(dir, &config, admin, unused)
+}
+
+/// The config [`start_source_to_file`] runs.
+pub fn source_to_file_config(
+    dir: &Path,
+    admin: SocketAddr,
+    id: &str,
+    source: &str,
+    selection: &str,
+    extra: &str,
+) -> String {
     let selection = match selection {
         "" => "routing_keys = [\"#\"]",
         other => other,
     };
-    let config = format!(
+    format!(
         r#"
 [general]
 data_dir = "{data}"
@@ -338,8 +351,7 @@ queue = "events"
 "#,
         data = dir.join("data").display(),
         out = dir.join("out").display(),
-    );
-    Deskbus::start(dir, &config, admin, unused)
+    )
 }
 
 /// The complete lines of `path` (a last line still being written is left

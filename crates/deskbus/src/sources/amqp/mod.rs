@@ -32,7 +32,7 @@ use super::reconnect::{Sessions, run_sessions};
 use super::redelivery::{Fingerprint, Window, fingerprint};
 use super::{SourceContext, SourceError};
 use crate::amqp::{self, Declare};
-use crate::internal_events::{EventsReceived, RedeliveriesSkipped};
+use crate::internal_events::{ErrorChain, EventsReceived, RedeliveriesSkipped};
 use crate::runtime::{Ready, Shutdown};
 use crate::use_cases::{Ingest, IngestError, RejectedInput, Unmatched};
 
@@ -98,6 +98,52 @@ pub(crate) async fn run(config: AmqpSourceConfig, ctx: SourceContext) -> Result<
 
 /// What the delegate forwards: a delivery, or the end of the consumer.
 type Inbox = mpsc::UnboundedReceiver<DeliveryResult>;
+
+/// `deskbus check --connect`: the broker takes the credentials and opens a
+/// channel; with `declare = "passive"`, the exchange exists; a named queue
+/// is looked up (passively: the check creates nothing).
+pub(crate) async fn healthcheck(config: &AmqpSourceConfig) -> Result<String, String> {
+    let (uri, url) = amqp::uri(&config.url)?;
+    let broker = |step: &str| {
+        let url = url.clone();
+        let step = step.to_owned();
+        move |e: lapin::Error| format!("cannot {step} at {url}: {}", ErrorChain(&e))
+    };
+    let timeout = config.connect_timeout;
+    let connection = tokio::time::timeout(timeout, amqp::connect(&uri, "deskbus check"))
+        .await
+        .map_err(|_| format!("{url} did not answer within {timeout:?}"))?
+        .map_err(broker("connect"))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(broker("open a channel"))?;
+    let exchange = &config.exchange;
+    if config.declare == Declare::Passive && !exchange.is_empty() {
+        amqp::declare_exchange(&channel, exchange, config.exchange_type, Declare::Passive)
+            .await
+            .map_err(broker(&format!("find exchange {exchange:?}")))?;
+    }
+    let waiting = match &config.queue {
+        Some(name) => {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            match channel
+                .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                Ok(queue) => format!("queue {name:?} holds {} messages", queue.message_count()),
+                // A 404 closes the channel: the queue is declared on start.
+                Err(_) => format!("queue {name:?} will be declared on start"),
+            }
+        }
+        None => "an exclusive queue will be declared on start".to_owned(),
+    };
+    let _ = connection.close(200, "deskbus check".into()).await;
+    Ok(format!("connected to {url}; {waiting}"))
+}
 
 impl Sessions for AmqpSource {
     type Error = SessionError;

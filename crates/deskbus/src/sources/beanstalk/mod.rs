@@ -101,6 +101,45 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// `deskbus check --connect`: beanstalkd answers `stats` and takes work
+/// (not draining), and how many jobs wait in the watched tubes.
+pub(crate) async fn healthcheck(config: &BeanstalkSourceConfig) -> Result<String, String> {
+    let connect = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(config.address.as_str()),
+    );
+    let mut conn = match connect.await {
+        Ok(conn) => conn.map_err(|e| ErrorChain(&e).to_string())?,
+        Err(_) => {
+            return Err(format!(
+                "{} did not answer within {CONNECT_TIMEOUT:?}",
+                config.address
+            ));
+        }
+    };
+    let stats = conn.stats().await.map_err(|e| ErrorChain(&e).to_string())?;
+    if stats.get("draining") == Some("true") {
+        return Err(format!("beanstalkd at {} is draining", config.address));
+    }
+    let mut ready = 0;
+    for tube in &config.tubes {
+        let tube_stats = conn
+            .stats_tube(tube)
+            .await
+            .map_err(|e| ErrorChain(&e).to_string())?;
+        ready += tube_stats
+            .and_then(|s| s.number("current-jobs-ready"))
+            .unwrap_or(0);
+    }
+    let _ = conn.quit().await;
+    Ok(format!(
+        "beanstalkd {} at {}, {ready} jobs ready in {}",
+        stats.get("version").unwrap_or("?"),
+        config.address,
+        config.tubes.join(", ")
+    ))
+}
+
 impl Sessions for BeanstalkSource {
     type Error = SessionError;
 
