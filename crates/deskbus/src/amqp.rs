@@ -64,6 +64,14 @@ impl Declare {
             other => Err(format!("{other:?} is not \"declare\" or \"passive\"")),
         }
     }
+
+    /// What declaring does, for messages: "declare" or "find".
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Declare::Declare => "declare",
+            Declare::Passive => "find",
+        }
+    }
 }
 
 /// The `url` key: checked, kept secret; [`DEFAULT_URL`] when absent.

@@ -160,3 +160,17 @@ pub(crate) async fn run(config: SourceConfig, ctx: SourceContext) -> Result<(), 
         SourceConfig::Osticket(config) => osticket::run(config, ctx).await,
     }
 }
+
+/// How a message names the JSON type it found where another was wanted.
+#[cfg(any(feature = "webhook", feature = "beanstalk"))]
+pub(crate) fn json_type(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -31,6 +31,8 @@ use std::collections::{HashMap, VecDeque};
 
 use sha2::{Digest, Sha256};
 
+use super::{SourceContext, SourceError};
+
 /// 64 bits of SHA-256: among the few hundred fingerprints of a window, a
 /// chance match is out of reach.
 pub(crate) type Fingerprint = u64;
@@ -88,6 +90,19 @@ impl Window {
             window.push(fp);
         }
         window
+    }
+
+    /// The window the source `ctx` stored with its last commit.
+    pub(crate) fn load(ctx: &SourceContext, capacity: usize) -> Result<Window, SourceError> {
+        let cursor = ctx
+            .ingest
+            .spool()
+            .cursor(&ctx.id)
+            .map_err(|source| SourceError::Spool {
+                source_id: ctx.id.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(Window::from_cursor(cursor.as_deref(), capacity))
     }
 
     /// The cursor text: [`PREFIX`], then the fingerprints in hex, oldest first.

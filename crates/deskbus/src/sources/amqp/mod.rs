@@ -73,15 +73,7 @@ struct AmqpSource {
 
 pub(crate) async fn run(config: AmqpSourceConfig, ctx: SourceContext) -> Result<(), SourceError> {
     let (uri, url) = amqp::uri(&config.url).map_err(SourceError::Settings)?;
-    let cursor = ctx
-        .ingest
-        .spool()
-        .cursor(&ctx.id)
-        .map_err(|source| SourceError::Spool {
-            source_id: ctx.id.clone(),
-            source: Box::new(source),
-        })?;
-    let window = Window::from_cursor(cursor.as_deref(), usize::from(config.prefetch));
+    let window = Window::load(&ctx, usize::from(config.prefetch))?;
     let mut source = AmqpSource {
         uri,
         url,
@@ -225,10 +217,7 @@ impl AmqpSource {
             .await
             .map_err(self.broker_error("set the prefetch"))?;
         let exchange = &self.config.exchange;
-        let verb = match self.config.declare {
-            Declare::Declare => "declare",
-            Declare::Passive => "find",
-        };
+        let verb = self.config.declare.verb();
         amqp::declare_exchange(
             &channel,
             exchange,

@@ -22,7 +22,7 @@ pub use config::{BeanstalkSourceConfig, Body};
 
 use super::reconnect::{Sessions, run_sessions};
 use super::redelivery::{Window, fingerprint};
-use super::{SourceContext, SourceError};
+use super::{SourceContext, SourceError, json_type};
 use crate::internal_events::{ErrorChain, EventsReceived, JobBuried, RedeliveriesSkipped};
 use crate::runtime::{Ready, Shutdown};
 use crate::use_cases::{Ingest, IngestError, RejectedInput, Unmatched};
@@ -80,15 +80,7 @@ pub(crate) async fn run(
     config: BeanstalkSourceConfig,
     ctx: SourceContext,
 ) -> Result<(), SourceError> {
-    let cursor = ctx
-        .ingest
-        .spool()
-        .cursor(&ctx.id)
-        .map_err(|source| SourceError::Spool {
-            source_id: ctx.id.clone(),
-            source: Box::new(source),
-        })?;
-    let window = Window::from_cursor(cursor.as_deref(), config.batch_size);
+    let window = Window::load(&ctx, config.batch_size)?;
     let mut source = BeanstalkSource {
         id: ctx.id,
         origin_uuid: ctx.origin_uuid,
@@ -499,16 +491,5 @@ where
                 }
             }
         }
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }

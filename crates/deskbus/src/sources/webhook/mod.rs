@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 pub use auth::sign;
 pub use config::{WebhookAuth, WebhookConfig};
 
-use super::{SourceContext, SourceError};
+use super::{SourceContext, SourceError, json_type};
 use crate::internal_events::{EventsReceived, EventsRejected};
 use crate::runtime::Shutdown;
 use crate::use_cases::{Ingest, IngestError};
@@ -234,17 +234,6 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, String> {
             "body must be an event object or an array of them, found {}",
             json_type(&other)
         )),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -210,10 +210,7 @@ impl Broker {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(channel_error)?;
-        let verb = match self.declare {
-            Declare::Declare => "declare",
-            Declare::Passive => "find",
-        };
+        let verb = self.declare.verb();
         amqp::declare_exchange(&channel, &self.exchange, self.exchange_type, self.declare)
             .await
             .map_err(|source| BrokerError::Exchange {
