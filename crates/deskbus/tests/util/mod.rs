@@ -78,17 +78,7 @@ pub fn config_with_stream(
     extra: &str,
 ) -> String {
     format!(
-        r#"
-[general]
-data_dir = "{data}"
-shutdown_timeout = "5s"
-
-[admin]
-address = "{admin}"
-
-[log]
-level = "warn"
-
+        r#"{head}
 [sources.web]
 type = "webhook"
 address = "{web}"
@@ -103,6 +93,24 @@ routing_keys = ["ticket.#"]
 stream = "out"
 queue = "{queue}"
 {extra}
+"#,
+        head = config_head(dir, admin, "warn"),
+    )
+}
+
+/// The `[general]`, `[admin]` and `[log]` tables every test config starts with.
+fn config_head(dir: &Path, admin: SocketAddr, log_level: &str) -> String {
+    format!(
+        r#"
+[general]
+data_dir = "{data}"
+shutdown_timeout = "5s"
+
+[admin]
+address = "{admin}"
+
+[log]
+level = "{log_level}"
 "#,
         data = dir.join("data").display(),
     )
@@ -324,17 +332,7 @@ pub fn source_to_file_config(
         other => other,
     };
     format!(
-        r#"
-[general]
-data_dir = "{data}"
-shutdown_timeout = "5s"
-
-[admin]
-address = "{admin}"
-
-[log]
-level = "info"
-
+        r#"{head}
 [sources.{id}]
 {source}
 
@@ -349,7 +347,7 @@ stream = "out"
 queue = "events"
 {extra}
 "#,
-        data = dir.join("data").display(),
+        head = config_head(dir, admin, "info"),
         out = dir.join("out").display(),
     )
 }
