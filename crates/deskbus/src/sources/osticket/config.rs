@@ -37,11 +37,11 @@ pub struct OsticketSourceConfig {
     /// Required.
     pub url: Secret,
     /// The prefix of osTicket's tables, chosen at install (`TABLE_PREFIX`
-    /// in `include/ost-config.php`). Letters, digits and `_` only.
+    /// in `include/ost-config.php`). At most 32 letters, digits and `_`.
     /// Default `"ost_"`.
     pub table_prefix: String,
     /// How often the database is asked for new rows. A poll that returns a
-    /// full batch is followed at once by the next. Default `"1s"`.
+    /// full batch is followed at once by the next. 10ms to 1h. Default `"1s"`.
     pub poll_interval: Duration,
     /// Where to begin when this source has no stored position yet:
     /// `"now"` (only what happens from now on), `"beginning"` (every entry
@@ -56,10 +56,10 @@ pub struct OsticketSourceConfig {
     /// are emitted at once; the gap only holds the stored position. A gap
     /// below a row older than `gap_grace` is skipped at once: osTicket
     /// commits each insert as it goes, so it is a delete or a rollback, not
-    /// a commit in flight. Default `"5s"`.
+    /// a commit in flight. At most 24h. Default `"5s"`.
     pub gap_grace: Duration,
     /// Most rows read from each table per poll (and committed per
-    /// transaction). Default 500.
+    /// transaction). 1 to 10000. Default 500.
     pub batch_size: u32,
     /// The zone osTicket's DATETIMEs are written in. `"server"`: the
     /// database session's zone, which the server itself applies

@@ -12,7 +12,10 @@ use crate::config::walker::Table;
 ///
 /// osTicket answers 201 with the ticket's number: deskbus logs it and keeps
 /// it in the spool (table `links`, namespace `osticket:<stream id>`, key
-/// `<event id>/<use case>`). A 4xx answer (unreadable request, invalid API
+/// `<event id>/<use case>`). If the number cannot be kept, the failure is
+/// reported and the event still counts as delivered: the ticket exists.
+/// Another 2xx (no ticket number: `url` is not osTicket's tickets.json)
+/// sends the event to dead letters. A 4xx answer (unreadable request, invalid API
 /// key or address not authorised, e-mail banned...) and a refusal on
 /// validation ("Unable to create new ticket: validation errors", whatever
 /// its status) send the event to dead letters with osTicket's message;
