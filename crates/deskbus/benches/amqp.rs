@@ -89,6 +89,9 @@ async fn deskbus_steady(batch: usize, rate: usize, seconds: usize) -> Duration {
 /// lapin alone: batches of `batch` publishes, each batch's confirms all
 /// awaited, on `CHANNELS` confirm-mode channels, the same bodies and
 /// properties as deskbus sends.
+/// Longest wait for one publisher confirm of the baseline.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn baseline(batch: usize, total: usize) -> (f64, Duration) {
     let topology = Topology::new(&format!("baseline{batch}")).await;
     let bodies = envelopes();
@@ -137,7 +140,12 @@ async fn baseline(batch: usize, total: usize) -> (f64, Duration) {
                     );
                 }
                 for confirm in confirms {
-                    assert_eq!(confirm.await.unwrap(), Confirmation::Ack(None));
+                    // A lost connection has left confirms unresolved: fail
+                    // loudly rather than hang the bench.
+                    let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+                        .await
+                        .expect("no confirm from RabbitMQ within CONFIRM_TIMEOUT");
+                    assert_eq!(confirmed.unwrap(), Confirmation::Ack(None));
                 }
                 latencies.push(sent.elapsed());
             }

@@ -30,6 +30,11 @@ const READ_AHEAD_MAX: usize = 1024;
 /// large payloads in the spool must not fill memory.
 const READ_AHEAD_BYTES: usize = 8 * 1024 * 1024;
 
+/// How long finished outcomes may wait to be committed together while
+/// deliveries keep the dispatcher busy: at small batch sizes a commit per
+/// batch costs more than the delivery itself.
+const OUTCOME_LINGER: Duration = Duration::from_millis(1);
+
 /// How often a read-ahead scans the whole queue while a backlog keeps the
 /// quick scans busy (see [`ScanFrom`]).
 const FULL_SCAN_EVERY: Duration = Duration::from_millis(250);
@@ -101,10 +106,16 @@ impl Dispatcher {
         let mut tasks: JoinSet<BatchResult> = JoinSet::new();
         // Which entries each delivery task holds, to free them if it panics.
         let mut held: HashMap<tokio::task::Id, Vec<i64>> = HashMap::new();
-        // Outcome commits under way. The loop does not wait for them: entries
-        // stay in flight (not fetched again) until their outcome is on disk,
-        // while the next batches are already being delivered.
+        // The outcome commit under way (at most one). The loop does not wait
+        // for it: entries stay in flight (not fetched again) until their
+        // outcome is on disk, while the next batches are already being
+        // delivered. Outcomes that finish meanwhile wait in `unrecorded` and
+        // go as one command when it is done: at small batch sizes a commit
+        // per batch would cost more than the deliveries themselves.
         let mut completions: JoinSet<Vec<i64>> = JoinSet::new();
+        let mut unrecorded: Vec<(i64, Outcome)> = Vec::new();
+        // When the oldest of `unrecorded` must be committed (see `OUTCOME_LINGER`).
+        let mut record_by: Option<tokio::time::Instant> = None;
         let mut scan = ScanFrom::new();
         loop {
             let mut idle_for = IDLE_POLL;
@@ -158,16 +169,15 @@ impl Dispatcher {
                         break;
                     }
                 }
-            } else if tasks.is_empty() && completions.is_empty() {
+            } else if tasks.is_empty() && completions.is_empty() && unrecorded.is_empty() {
                 return;
             }
             tokio::select! {
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
                     Ok((id, (entries, results))) => {
                         held.remove(&id);
-                        let outcomes = self.outcomes(&entries, results);
-                        let seqs = entries.iter().map(|e| e.seq).collect();
-                        completions.spawn(record(self.spool.clone(), self.stream_id.clone(), outcomes, seqs));
+                        unrecorded.extend(self.outcomes(&entries, results));
+                        record_by.get_or_insert_with(|| tokio::time::Instant::now() + OUTCOME_LINGER);
                     }
                     Err(join) => {
                         // A panicking stream loses nothing: its entries stay in
@@ -176,11 +186,10 @@ impl Dispatcher {
                         tracing::error!(stream = %self.stream_id, error = %join, "delivery task failed");
                         let seqs = held.remove(&join.id()).unwrap_or_default();
                         let next_attempt_at = now_ms().saturating_add(self.settings.retry.max_backoff.as_millis() as i64);
-                        let outcomes = seqs
-                            .iter()
-                            .map(|&seq| (seq, Outcome::Retry { error: format!("delivery task failed: {join}"), next_attempt_at }))
-                            .collect();
-                        completions.spawn(record(self.spool.clone(), self.stream_id.clone(), outcomes, seqs));
+                        unrecorded.extend(seqs.into_iter().map(|seq| {
+                            (seq, Outcome::Retry { error: format!("delivery task failed: {join}"), next_attempt_at })
+                        }));
+                        record_by = Some(tokio::time::Instant::now());
                     }
                 },
                 Some(Ok(seqs)) = completions.join_next(), if !completions.is_empty() => {
@@ -191,6 +200,21 @@ impl Dispatcher {
                 _ = waker.notified() => {}
                 _ = tokio::time::sleep(idle_for) => {}
                 _ = shutdown.wait(), if !shutdown.is_triggered() => {}
+                _ = tokio::time::sleep_until(record_by.unwrap_or_else(tokio::time::Instant::now)),
+                    if record_by.is_some() && completions.is_empty() => {}
+            }
+            // Linger only while it costs nothing: entries waiting for their
+            // outcome may hold back the next entry of their order key, so
+            // record at once when nothing else is being delivered or ready.
+            let record_now = tasks.is_empty()
+                || read_ahead.is_empty()
+                || shutdown.is_triggered()
+                || unrecorded.len() >= self.read_ahead_limit()
+                || record_by.is_some_and(|at| at <= tokio::time::Instant::now());
+            if completions.is_empty() && !unrecorded.is_empty() && record_now {
+                let outcomes = std::mem::take(&mut unrecorded);
+                record_by = None;
+                completions.spawn(record(self.spool.clone(), self.stream_id.clone(), outcomes));
             }
         }
     }
@@ -355,12 +379,8 @@ impl Dispatcher {
 /// returns the seqs to free. Until then the entries stay in flight: freeing
 /// them after a failed commit would deliver them again at full speed for as
 /// long as the disk refuses writes.
-async fn record(
-    spool: Spool,
-    stream_id: String,
-    outcomes: Vec<(i64, Outcome)>,
-    seqs: Vec<i64>,
-) -> Vec<i64> {
+async fn record(spool: Spool, stream_id: String, outcomes: Vec<(i64, Outcome)>) -> Vec<i64> {
+    let seqs = outcomes.iter().map(|(seq, _)| *seq).collect();
     let mut wait = Duration::from_millis(100);
     loop {
         match spool.complete(outcomes.clone()).await {
