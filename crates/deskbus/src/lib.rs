@@ -13,4 +13,5 @@ pub mod internal_events;
 pub mod runtime;
 pub mod sources;
 pub mod streams;
+pub(crate) mod url;
 pub mod use_cases;

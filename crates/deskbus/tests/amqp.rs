@@ -348,7 +348,7 @@ async fn check_connect_reaches_the_broker_or_says_why_not() {
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains(&format!(
-            "stream out (amqp): FAILED: cannot connect to amqp://guest:***@127.0.0.1:{port}/%2f"
+            "stream out (amqp): FAILED: cannot connect to amqp://guest:[redacted]@127.0.0.1:{port}/%2f"
         )),
         "{out}"
     );

@@ -283,7 +283,7 @@ async fn check_connect_reaches_the_server_or_says_why_not() {
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains(&format!(
-            "stream out (nats): FAILED: cannot connect to nats://[redacted]@127.0.0.1:{port}"
+            "stream out (nats): FAILED: cannot connect to nats://bob:[redacted]@127.0.0.1:{port}"
         )),
         "{out}"
     );
@@ -498,7 +498,7 @@ async fn authenticates_with_user_and_password() {
     let out = String::from_utf8_lossy(&check.stdout).into_owned();
     assert_eq!(check.status.code(), Some(1), "{out}");
     assert!(out.contains("authorization violation"), "{out}");
-    assert!(out.contains("nats://[redacted]@127.0.0.1"), "{out}");
+    assert!(out.contains("nats://deskbus:[redacted]@127.0.0.1"), "{out}");
     let log = bus.log();
     assert!(
         !log.contains("not-the-password") && !out.contains("not-the-password"),

@@ -22,7 +22,6 @@ use toml::de::{DeTable, DeValue};
 
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use secret::Secret;
-pub(crate) use secret::userinfo_range;
 use walker::{Ctx, Located, Table};
 
 use crate::sources::SourceConfig;

@@ -28,18 +28,6 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Where the credentials of `url` are: the byte range of its userinfo
-/// (`user:password` between `scheme://` and the last `@`), if it has one.
-/// A password may hold `/`, `?`, `#` or `@`, so the userinfo ends at the
-/// last `@`; text before it counts as userinfo when it has a `:` or no `/`
-/// (`http://host/a@b` has none). When in doubt this over-redacts, never under.
-pub(crate) fn userinfo_range(url: &str) -> Option<std::ops::Range<usize>> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let at = start + url[start..].rfind('@')?;
-    let userinfo = &url[start..at];
-    (userinfo.contains(':') || !userinfo.contains('/')).then_some(start..at)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 
 use super::DeliveryError;
 use crate::internal_events::error_chain;
+use crate::url::redact_url;
 
 /// Longest part of an answer's body kept in a reason (reasons reach logs
 /// and dead letters; an HTML error page must not fill them).
@@ -42,7 +43,7 @@ pub(crate) fn unreachable(url: &str, error: reqwest::Error) -> DeliveryError {
 /// would quote the URL whole).
 pub(crate) fn unreachable_reason(url: &str, error: reqwest::Error) -> String {
     let error = error.without_url();
-    format!("cannot reach {}: {}", redact(url), error_chain(&error))
+    format!("cannot reach {}: {}", redact_url(url), error_chain(&error))
 }
 
 /// An answer that is not a success, read whole: its status, `Retry-After`
@@ -97,32 +98,22 @@ pub(crate) fn snippet(body: &str) -> String {
     }
 }
 
-/// The URL without its user-info, for messages (they reach logs and dead letters).
-pub(crate) fn redact(url: &str) -> String {
-    match crate::config::userinfo_range(url) {
-        Some(range) if range.start > 0 => {
-            format!("{}[redacted]{}", &url[..range.start], &url[range.end..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn credentials_never_reach_messages() {
-        assert_eq!(
-            redact("https://user:pw@host:1/x"),
-            "https://[redacted]@host:1/x"
+    #[tokio::test]
+    async fn an_unreachable_url_is_reported_without_its_password() {
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let url = "http://user:hunter2@127.0.0.1:1/x";
+        let client = build_client(Duration::from_secs(5), HeaderMap::new()).unwrap();
+        let error = client.post(url).send().await.unwrap_err();
+        let reason = unreachable_reason(url, error);
+        assert!(
+            reason.starts_with("cannot reach http://user:[redacted]@127.0.0.1:1/x: "),
+            "{reason}"
         );
-        assert_eq!(redact("http://host/a@b"), "http://host/a@b");
-        assert_eq!(redact("http://host/x"), "http://host/x");
-        assert_eq!(
-            redact("https://u:p/w@d@host/x"),
-            "https://[redacted]@host/x"
-        );
+        assert!(!reason.contains("hunter2"), "{reason}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::config::located_template;
 use crate::config::walker::Table;
+use crate::url::percent_decode;
 
 /// `[use_cases.NAME]` `ticket`
 ///
@@ -374,30 +375,6 @@ fn decode_base64(text: impl AsRef<[u8]>) -> Result<Vec<u8>, String> {
         .decode(&compact)
         .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT).decode(&compact))
         .map_err(|e| format!("content is neither a data URL nor base64 ({e})"))
-}
-
-/// RFC 3986 percent-decoding; a `%` not followed by two hex digits is kept.
-fn percent_decode(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            text[i],
-            text.get(i + 1).and_then(|&b| hex(b)),
-            text.get(i + 2).and_then(|&b| hex(b)),
-        ) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// A template key that may be absent; `allow_integer` takes `topic_id = 1`.

@@ -6,6 +6,8 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 
+use crate::url::redact_url;
+
 pub(super) const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// Why a call failed as a whole.
@@ -105,7 +107,7 @@ impl Client {
         // one in the graph; install it (idempotent) before the first client.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let endpoint = reqwest::Url::parse(endpoint)
-            .map_err(|e| format!("endpoint {:?}: {e}", redact(endpoint)))?;
+            .map_err(|e| format!("endpoint {:?}: {e}", redact_url(endpoint)))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("deskbus/", env!("CARGO_PKG_VERSION")))
@@ -122,7 +124,7 @@ impl Client {
 
     /// The endpoint, without any user info, for messages.
     pub(super) fn endpoint(&self) -> String {
-        redact(self.endpoint.as_str())
+        redact_url(self.endpoint.as_str())
     }
 
     /// POSTs `body` as the JSON 1.1 operation `target`, signed; the body of
@@ -260,20 +262,6 @@ pub(super) fn sign_headers(
         .into_iter()
         .map(|h| (h.name(), h.value().to_owned()))
         .collect())
-}
-
-/// A URL without its user info, for messages and logs.
-pub(super) fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            if !parsed.username().is_empty() || parsed.password().is_some() {
-                let _ = parsed.set_username("");
-                let _ = parsed.set_password(None);
-            }
-            parsed.to_string()
-        }
-        Err(_) => "(invalid url)".to_owned(),
-    }
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -484,13 +472,5 @@ mod tests {
         assert!(!api(403, "InvalidClientTokenId").is_retryable());
         assert!(api(400, "InvalidArgumentException").is_invalid_request());
         assert!(!api(400, "ResourceNotFoundException").is_invalid_request());
-    }
-
-    #[test]
-    fn urls_lose_their_user_info() {
-        assert_eq!(
-            redact("http://user:pw@127.0.0.1:4566/"),
-            "http://127.0.0.1:4566/"
-        );
     }
 }

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use crate::config::Secret;
 use crate::config::walker::{Table, parse_duration};
+use crate::url::{percent_decode, userinfo_range};
 
 use super::subject::{check_prefix, check_stream_subject};
 
@@ -306,61 +307,29 @@ pub(super) fn servers(
 /// first server that has them: async-nats itself ignores them.
 fn url_auth(addrs: &[async_nats::ServerAddr]) -> Option<NatsAuth> {
     let addr = addrs.iter().find(|a| a.username().is_some())?;
-    let user = percent_decode(addr.username()?);
+    let user = decode_userinfo(addr.username()?);
     Some(match addr.password() {
         Some(password) => NatsAuth::UserPassword {
             user,
-            password: Secret::new(percent_decode(password)),
+            password: Secret::new(decode_userinfo(password)),
         },
         None => NatsAuth::Token(Secret::new(user)),
     })
 }
 
 /// URL userinfo is percent-encoded (`p%40ss` for `p@ss`).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn decode_userinfo(text: &str) -> String {
+    String::from_utf8_lossy(&percent_decode(text.as_bytes())).into_owned()
 }
 
 fn url_has_credentials(url: &str) -> bool {
     url.split(',').any(|part| userinfo_range(part).is_some())
 }
 
-/// Where a URL's `user:password@` is, if it has one.
-fn userinfo_range(url: &str) -> Option<std::ops::Range<usize>> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    let at = url[start..authority_end].rfind('@')?;
-    Some(start..start + at)
-}
-
-/// `url` with any credentials replaced by `[redacted]`.
+/// `url` with the credentials of each of its servers masked.
 pub(crate) fn redact_url(url: &str) -> String {
     url.split(',')
-        .map(|part| match userinfo_range(part) {
-            Some(range) => format!("{}[redacted]{}", &part[..range.start], &part[range.end..]),
-            None => part.to_owned(),
-        })
+        .map(crate::url::redact_url)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -402,14 +371,18 @@ mod tests {
     fn urls_are_redacted() {
         assert_eq!(
             redact_url("nats://bob:s3cret@nats.internal:4222"),
-            "nats://[redacted]@nats.internal:4222"
+            "nats://bob:[redacted]@nats.internal:4222"
         );
         assert_eq!(
             redact_url("nats://tok@a:4222, tls://b:4222"),
             "nats://[redacted]@a:4222, tls://b:4222"
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
-        assert_eq!(redact_url("u:p@host:4222"), "[redacted]@host:4222");
+        assert_eq!(redact_url("u:p@host:4222"), "u:[redacted]@host:4222");
+        assert_eq!(
+            redact_url("nats://a:4222,nats://u:pa/ss@b:4222"),
+            "nats://a:4222,nats://u:[redacted]@b:4222"
+        );
         assert!(url_has_credentials("nats://a:4222,nats://u:p@b:4222"));
         assert!(!url_has_credentials("nats://a:4222"));
     }

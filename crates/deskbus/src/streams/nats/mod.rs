@@ -213,7 +213,7 @@ mod tests {
         }
         assert!(
             matches!(&results[3], Err(DeliveryError::Retryable { reason, .. })
-                if reason.contains("cannot connect to nats://[redacted]@127.0.0.1:1")
+                if reason.contains("cannot connect to nats://bob:[redacted]@127.0.0.1:1")
                     && !reason.contains("hunter2")),
             "{results:?}"
         );

@@ -7,8 +7,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use super::config::OsticketStreamConfig;
 use crate::streams::DeliveryError;
 use crate::streams::http_client::{
-    Failure, build_client, redact, snippet, unreachable, unreachable_reason,
+    Failure, build_client, snippet, unreachable, unreachable_reason,
 };
+use crate::url::redact_url;
 
 /// What osTicket says when it refuses a ticket on validation (missing
 /// e-mail, unknown help topic...). Sending the same ticket again cannot
@@ -55,7 +56,7 @@ impl Client {
                 .unwrap_or_default()),
             status if status.is_success() => Err(DeliveryError::permanent(format!(
                 "osTicket answered {status}, not 201 Created with a ticket number; is `url` ({}) osTicket's …/api/tickets.json?",
-                redact(&self.url)
+                redact_url(&self.url)
             ))),
             _ => {
                 let failure = Failure::read(response).await;
@@ -98,7 +99,7 @@ impl Client {
             StatusCode::UNAUTHORIZED => Err(format!("osTicket refused the API key: {body}")),
             status => Err(format!(
                 "{} answered {status} to an empty ticket, where osTicket answers 400: {body}",
-                redact(&self.url)
+                redact_url(&self.url)
             )),
         }
     }
