@@ -65,6 +65,27 @@ pub enum EnvelopeError {
 /// Longest event name accepted; AMQP short strings (routing keys) are 255 bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Checks a name as [`EnvelopeInput::into_event`] checks an envelope's
+/// `name` without a `routing_key` (the name is then the routing key too):
+/// for a source that gives the events it makes a fixed name.
+pub fn check_event_name(name: &str) -> Result<(), EnvelopeError> {
+    check_name_length(name)?;
+    match is_valid_routing_key(name) {
+        true => Ok(()),
+        false => Err(EnvelopeError::BadRoutingKey(name.to_owned())),
+    }
+}
+
+fn check_name_length(name: &str) -> Result<(), EnvelopeError> {
+    if name.trim().is_empty() {
+        return Err(EnvelopeError::EmptyName);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(EnvelopeError::NameTooLong { max: MAX_NAME_LEN });
+    }
+    Ok(())
+}
+
 impl EnvelopeInput {
     /// The top-level keys of an envelope.
     pub const KEYS: [&'static str; 7] = [
@@ -103,12 +124,7 @@ impl EnvelopeInput {
     ///
     /// `default_origin` is used when the producer sent no `origin_uuid`.
     pub fn into_event(self, source: &str, default_origin: &str) -> Result<Event, EnvelopeError> {
-        if self.name.trim().is_empty() {
-            return Err(EnvelopeError::EmptyName);
-        }
-        if self.name.len() > MAX_NAME_LEN {
-            return Err(EnvelopeError::NameTooLong { max: MAX_NAME_LEN });
-        }
+        check_name_length(&self.name)?;
         let id = match self.id {
             Some(text) => Uuid::parse_str(&text).map_err(|_| EnvelopeError::BadId(text))?,
             None => Uuid::now_v7(),
@@ -178,6 +194,25 @@ mod tests {
 
     fn input(json: &str) -> EnvelopeInput {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_fixed_event_name_is_checked_as_an_envelope_name() {
+        assert_eq!(check_event_name("beanstalk.job"), Ok(()));
+        assert_eq!(check_event_name(" "), Err(EnvelopeError::EmptyName));
+        assert_eq!(
+            check_event_name(&"a".repeat(MAX_NAME_LEN + 1)),
+            Err(EnvelopeError::NameTooLong { max: MAX_NAME_LEN })
+        );
+        for bad in ["a..b", "a.*", "#"] {
+            assert_eq!(
+                check_event_name(bad),
+                Err(EnvelopeError::BadRoutingKey(bad.into()))
+            );
+            // The same verdict as for an envelope that names no routing key.
+            let envelope = input(&format!(r#"{{"name": "{bad}"}}"#));
+            assert!(envelope.into_event("s", "o").is_err());
+        }
     }
 
     #[test]

@@ -28,6 +28,6 @@ pub mod names;
 mod routing;
 mod template;
 
-pub use envelope::{EnvelopeError, EnvelopeInput, Event};
+pub use envelope::{EnvelopeError, EnvelopeInput, Event, check_event_name};
 pub use routing::{RoutingPattern, RoutingPatternError};
 pub use template::{Template, TemplateError};

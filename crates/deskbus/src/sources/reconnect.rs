@@ -1,10 +1,12 @@
-//! How long a broker source waits before connecting again: doubling from
-//! 200 ms to 5 s, with jitter so that several deskbus do not knock on a
-//! restarted broker in step, and back to the start once a connection has
-//! done useful work.
+//! The session loop of a source that holds one connection at a time
+//! (amqp, beanstalk, osticket), and how long it waits before connecting
+//! again: doubling from 200 ms to 5 s, with jitter so that several deskbus
+//! do not knock on a restarted server in step, and back to the start once
+//! a connection has done useful work.
 
 use std::time::Duration;
 
+use super::SourceError;
 use crate::internal_events::SourceDisconnected;
 use crate::runtime::{Ready, Shutdown};
 
@@ -47,31 +49,40 @@ pub(crate) trait Sessions {
         shutdown: &mut Shutdown,
     ) -> Result<(), Self::Error>;
 
-    /// How many inputs the last session committed (then zero again).
-    fn take_committed(&mut self) -> usize;
+    /// Whether the last session did useful work (committed input, or got
+    /// through its setup), so that the backoff starts over. Asking resets it.
+    fn made_progress(&mut self) -> bool;
+
+    /// `Err` for an error no new connection can mend, which stops the
+    /// source; `Ok` hands it back to be reported and retried. By default
+    /// every error is retried.
+    fn fatal(&self, error: Self::Error) -> Result<Self::Error, SourceError> {
+        Ok(error)
+    }
 }
 
-/// Runs sessions until shutdown: after a lost connection, reports it and
-/// connects again after [`Backoff`]'s delay, which starts over once a
-/// session has committed something.
+/// Runs sessions until shutdown (`Ok`) or a fatal error: after a lost
+/// connection, reports it and connects again after [`Backoff`]'s delay,
+/// which starts over once a session has made progress.
 pub(crate) async fn run_sessions<S: Sessions>(
     source: &mut S,
     ready: Ready,
     mut shutdown: Shutdown,
-) {
+) -> Result<(), SourceError> {
     let mut ready = Some(ready);
     let mut backoff = Backoff::new();
     loop {
         if shutdown.is_triggered() {
-            return;
+            return Ok(());
         }
         let outcome = source.session(&mut ready, &mut shutdown).await;
-        if source.take_committed() > 0 {
+        if source.made_progress() {
             backoff.reset();
         }
         let Err(error) = outcome else {
-            return;
+            return Ok(());
         };
+        let error = source.fatal(error)?;
         let delay = backoff.next_delay();
         SourceDisconnected {
             source: source.source_id(),
@@ -80,7 +91,7 @@ pub(crate) async fn run_sessions<S: Sessions>(
         }
         .emit();
         if !sleep_unless_shutdown(delay, &mut shutdown).await {
-            return;
+            return Ok(());
         }
     }
 }

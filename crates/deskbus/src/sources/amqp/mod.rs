@@ -84,8 +84,7 @@ pub(crate) async fn run(config: AmqpSourceConfig, ctx: SourceContext) -> Result<
         committed: 0,
         config,
     };
-    run_sessions(&mut source, ctx.ready, ctx.shutdown).await;
-    Ok(())
+    run_sessions(&mut source, ctx.ready, ctx.shutdown).await
 }
 
 /// What the delegate forwards: a delivery, or the end of the consumer.
@@ -144,29 +143,6 @@ impl Sessions for AmqpSource {
         &self.id
     }
 
-    async fn session(
-        &mut self,
-        ready: &mut Option<Ready>,
-        shutdown: &mut Shutdown,
-    ) -> Result<(), SessionError> {
-        AmqpSource::session(self, ready, shutdown).await
-    }
-
-    fn take_committed(&mut self) -> usize {
-        std::mem::take(&mut self.committed)
-    }
-}
-
-impl AmqpSource {
-    fn broker_error(&self, step: impl Into<String>) -> impl FnOnce(lapin::Error) -> SessionError {
-        let (step, url) = (step.into(), self.url.clone());
-        move |source| SessionError::Broker {
-            step,
-            url,
-            source: Box::new(source),
-        }
-    }
-
     /// One connection, from connecting to losing it (an error) or to
     /// shutdown (`Ok`).
     async fn session(
@@ -201,6 +177,21 @@ impl AmqpSource {
         // unacknowledged to another consumer at once.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "deskbus".into())).await;
         result
+    }
+
+    fn made_progress(&mut self) -> bool {
+        std::mem::take(&mut self.committed) > 0
+    }
+}
+
+impl AmqpSource {
+    fn broker_error(&self, step: impl Into<String>) -> impl FnOnce(lapin::Error) -> SessionError {
+        let (step, url) = (step.into(), self.url.clone());
+        move |source| SessionError::Broker {
+            step,
+            url,
+            source: Box::new(source),
+        }
     }
 
     /// Connects, declares the topology, starts consuming.

@@ -119,19 +119,8 @@ impl BeanstalkSourceConfig {
             .unwrap_or(d.body);
         let event_name = t
             .parsed("event_name", |s| {
-                // Checked as the envelope checks a name and its routing key.
-                let probe = deskbus_event::EnvelopeInput {
-                    name: s.to_owned(),
-                    origin_uuid: None,
-                    data: serde_json::Value::Null,
-                    id: None,
-                    time: None,
-                    routing_key: None,
-                    source: None,
-                };
-                probe
-                    .into_event("", "")
-                    .map(|_| s.to_owned())
+                deskbus_event::check_event_name(s)
+                    .map(|()| s.to_owned())
                     .map_err(|e| e.to_string())
             })
             .unwrap_or(d.event_name);

@@ -89,8 +89,7 @@ pub(crate) async fn run(
         committed: 0,
         config,
     };
-    run_sessions(&mut source, ctx.ready, ctx.shutdown).await;
-    Ok(())
+    run_sessions(&mut source, ctx.ready, ctx.shutdown).await
 }
 
 /// `deskbus check --connect`: beanstalkd answers `stats` and takes work
@@ -137,48 +136,6 @@ impl Sessions for BeanstalkSource {
 
     fn source_id(&self) -> &str {
         &self.id
-    }
-
-    async fn session(
-        &mut self,
-        ready: &mut Option<Ready>,
-        shutdown: &mut Shutdown,
-    ) -> Result<(), SessionError> {
-        BeanstalkSource::session(self, ready, shutdown).await
-    }
-
-    fn take_committed(&mut self) -> usize {
-        std::mem::take(&mut self.committed)
-    }
-}
-
-impl BeanstalkSource {
-    fn client_error(&self, step: &'static str) -> impl FnOnce(ClientError) -> SessionError {
-        let address = self.config.address.clone();
-        move |source| SessionError::Client {
-            step,
-            address,
-            source,
-        }
-    }
-
-    /// `commands` pipelined on `conn`, within [`REPLY_TIMEOUT`].
-    async fn pipeline(
-        &self,
-        conn: &mut Connection,
-        step: &'static str,
-        commands: &[Command<'_>],
-    ) -> Result<Vec<Reply>, SessionError> {
-        if commands.is_empty() {
-            return Ok(Vec::new());
-        }
-        match tokio::time::timeout(REPLY_TIMEOUT, conn.pipeline(commands)).await {
-            Ok(replies) => replies.map_err(self.client_error(step)),
-            Err(_) => Err(SessionError::Timeout {
-                address: self.config.address.clone(),
-                timeout: REPLY_TIMEOUT,
-            }),
-        }
     }
 
     /// One connection, from connecting to losing it (an error) or to
@@ -249,6 +206,40 @@ impl BeanstalkSource {
                 }
             }
             self.take(&mut conn, jobs).await?;
+        }
+    }
+
+    fn made_progress(&mut self) -> bool {
+        std::mem::take(&mut self.committed) > 0
+    }
+}
+
+impl BeanstalkSource {
+    fn client_error(&self, step: &'static str) -> impl FnOnce(ClientError) -> SessionError {
+        let address = self.config.address.clone();
+        move |source| SessionError::Client {
+            step,
+            address,
+            source,
+        }
+    }
+
+    /// `commands` pipelined on `conn`, within [`REPLY_TIMEOUT`].
+    async fn pipeline(
+        &self,
+        conn: &mut Connection,
+        step: &'static str,
+        commands: &[Command<'_>],
+    ) -> Result<Vec<Reply>, SessionError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        match tokio::time::timeout(REPLY_TIMEOUT, conn.pipeline(commands)).await {
+            Ok(replies) => replies.map_err(self.client_error(step)),
+            Err(_) => Err(SessionError::Timeout {
+                address: self.config.address.clone(),
+                timeout: REPLY_TIMEOUT,
+            }),
         }
     }
 

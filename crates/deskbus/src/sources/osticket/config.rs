@@ -98,16 +98,11 @@ pub enum TimeZoneSetting {
 
 impl OsticketSourceConfig {
     pub(crate) fn from_table(t: &Table<'_, '_, '_>) -> Option<OsticketSourceConfig> {
-        let url = match t.string("url") {
-            Some(url) => match parse_url(&url.value) {
-                Ok(()) => Some(Secret::new(url.value)),
-                Err(message) => {
-                    t.ctx
-                        .error(url.span, format!("`{}`: {message}", t.path("url")));
-                    None
-                }
-            },
-            None => {
+        let url = match t.has("url") {
+            true => t.parsed("url", |url| {
+                parse_url(url).map(|()| Secret::new(url.to_owned()))
+            }),
+            false => {
                 t.ctx.error(
                     t.span.clone(),
                     format!(

@@ -41,9 +41,10 @@ use self::cursor::{Cursor, CursorError, IdCursor};
 use self::db::{Db, DbError, EntryRow, EventRow, Lookups};
 use self::events::Context;
 use self::progress::{Progress, Reporter};
-use super::reconnect::{Backoff, sleep_unless_shutdown};
+use super::reconnect::{Sessions, run_sessions, sleep_unless_shutdown};
 use super::{SourceContext, SourceError};
-use crate::internal_events::{EventsReceived, SourceDisconnected};
+use crate::internal_events::EventsReceived;
+use crate::runtime::{Ready, Shutdown};
 use crate::use_cases::{IngestError, Unmatched};
 
 /// How long the small tables (departments, topics, statuses, staff) are
@@ -127,7 +128,61 @@ struct Worker {
     suspected: HashSet<u64>,
     last_sweep: Instant,
     backfill: Option<Backfill>,
-    ready: bool,
+    /// The current session got through its setup: the backoff starts over.
+    set_up: bool,
+}
+
+impl Sessions for Worker {
+    type Error = PollError;
+
+    fn source_id(&self) -> &str {
+        &self.ctx.id
+    }
+
+    /// Connects, then polls until shutdown (`Ok`) or an error.
+    async fn session(
+        &mut self,
+        ready: &mut Option<Ready>,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), PollError> {
+        let connected = tokio::select! {
+            db = tokio::time::timeout(CONNECT_TIMEOUT, Db::connect(&self.config)) => db,
+            _ = shutdown.wait() => return Ok(()),
+        };
+        let mut db = match connected {
+            Ok(Ok(db)) => db,
+            Ok(Err(error)) => return Err(PollError::Db(error)),
+            Err(_) => return Err(PollError::Timeout(CONNECT_TIMEOUT)),
+        };
+        let outcome = tokio::select! {
+            outcome = self.poll_session(&mut db, ready) => outcome,
+            // A slow query (up to POLL_TIMEOUT) must not hold up shutdown.
+            // Dropping the session mid-commit is safe: events and position
+            // commit in one transaction, whichever way it ends, and nothing
+            // reads after it.
+            _ = shutdown.wait() => Ok(()),
+        };
+        if shutdown.is_triggered() {
+            self.end_backfill();
+        }
+        db.close().await;
+        outcome
+    }
+
+    fn made_progress(&mut self) -> bool {
+        std::mem::take(&mut self.set_up)
+    }
+
+    fn fatal(&self, error: PollError) -> Result<PollError, SourceError> {
+        match error {
+            // Guessing a position would lose or repeat events: stop.
+            PollError::Cursor(source) => Err(SourceError::Position {
+                source_id: self.ctx.id.clone(),
+                source: Box::new(source),
+            }),
+            other => Ok(other),
+        }
+    }
 }
 
 impl Worker {
@@ -143,7 +198,7 @@ impl Worker {
             suspected: HashSet::new(),
             last_sweep: Instant::now(),
             backfill: None,
-            ready: false,
+            set_up: false,
         }
     }
 
@@ -152,63 +207,17 @@ impl Worker {
     }
 
     async fn run(mut self) -> Result<(), SourceError> {
-        let mut backoff = Backoff::new();
-        let mut shutdown = self.ctx.shutdown.clone();
-        loop {
-            if shutdown.is_triggered() {
-                return Ok(());
-            }
-            let connected = tokio::select! {
-                db = tokio::time::timeout(CONNECT_TIMEOUT, Db::connect(&self.config)) => db,
-                _ = shutdown.wait() => return Ok(()),
-            };
-            let outcome = match connected {
-                Ok(Ok(mut db)) => {
-                    let outcome = tokio::select! {
-                        outcome = self.session(&mut db, &mut backoff) => outcome,
-                        // A slow query (up to POLL_TIMEOUT) must not hold up
-                        // shutdown. Dropping the session mid-commit is safe:
-                        // events and position commit in one transaction,
-                        // whichever way it ends, and nothing reads after it.
-                        _ = shutdown.wait() => Ok(()),
-                    };
-                    if shutdown.is_triggered() {
-                        self.end_backfill();
-                    }
-                    db.close().await;
-                    outcome
-                }
-                Ok(Err(error)) => Err(PollError::Db(error)),
-                Err(_) => Err(PollError::Timeout(CONNECT_TIMEOUT)),
-            };
-            match outcome {
-                Ok(()) => return Ok(()),
-                // Guessing a position would lose or repeat events: stop.
-                Err(PollError::Cursor(source)) => {
-                    return Err(SourceError::Position {
-                        source_id: self.ctx.id.clone(),
-                        source: Box::new(source),
-                    });
-                }
-                Err(error) => {
-                    let retry_in = backoff.next_delay();
-                    SourceDisconnected {
-                        source: &self.ctx.id,
-                        error: &error,
-                        retry_in,
-                    }
-                    .emit();
-                    if !sleep_unless_shutdown(retry_in, &mut shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        let (ready, shutdown) = (self.ctx.ready.clone(), self.ctx.shutdown.clone());
+        run_sessions(&mut self, ready, shutdown).await
     }
 
     /// One database session: set up, then poll until shutdown (`Ok`) or an
     /// error (the caller connects again).
-    async fn session(&mut self, db: &mut Db, backoff: &mut Backoff) -> Result<(), PollError> {
+    async fn poll_session(
+        &mut self,
+        db: &mut Db,
+        ready: &mut Option<Ready>,
+    ) -> Result<(), PollError> {
         // A database that stops answering (a network partition) must not
         // hang the source: every read is bounded, then the session is given
         // up and a new one opened.
@@ -233,11 +242,10 @@ impl Worker {
             let cursor = self.initial_cursor(db).await?;
             self.cursor = Some(cursor);
         }
-        if !self.ready {
-            self.ready = true;
-            self.ctx.ready.mark_ready();
+        if let Some(ready) = ready.take() {
+            ready.mark_ready();
         }
-        backoff.reset();
+        self.set_up = true;
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             if shutdown.is_triggered() {
