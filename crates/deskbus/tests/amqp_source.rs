@@ -21,11 +21,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use serde_json::{Value, json};
 use util::*;
 
@@ -596,6 +598,120 @@ async fn an_exclusive_server_named_queue_when_queue_is_omitted() {
         .collect();
     users.sort();
     assert_eq!(users, [0, 1, 2, 3, 4]);
+
+    // The queue bound to the exchange is the broker's, exclusive to
+    // deskbus's connection and not durable: it goes when deskbus does.
+    let bindings = rabbitmqctl(&["list_bindings", "source_name", "destination_name"]);
+    let queues: Vec<&str> = bindings
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(source, _)| *source == bus.exchange)
+        .map(|(_, queue)| queue)
+        .collect();
+    let [queue] = queues[..] else {
+        panic!("one queue should be bound to {}: {bindings}", bus.exchange)
+    };
+    assert!(queue.starts_with("amq.gen-"), "{queue}");
+    let queue_row = |queue: &str| {
+        rabbitmqctl(&["list_queues", "name", "durable", "exclusive"])
+            .lines()
+            .find(|l| l.split('\t').next() == Some(queue))
+            .map(str::to_owned)
+    };
+    assert_eq!(queue_row(queue), Some(format!("{queue}\tfalse\ttrue")));
+    let queue = queue.to_owned();
+    tokio::task::block_in_place(|| {
+        drop(deskbus);
+        wait_for(
+            Duration::from_secs(10),
+            "the queue to go with deskbus",
+            || queue_row(&queue).is_none(),
+        );
+    });
+    bus.cleanup().await;
+}
+
+/// `exchange = ""` is the broker's default exchange, which routes by queue
+/// name: deskbus declares its durable queue, binds nothing, and consumes
+/// what is published to the queue's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_exchange_delivers_by_queue_name() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus {
+        exchange: String::new(),
+        ..Bus::new().await
+    };
+    let deskbus = start(dir.path(), "", &format!("queue = \"{}\"", bus.queue), "");
+    let queue = bus.queue.clone();
+    bus.publish_event(&queue, "user_status_update", json!({"user_id": 3}))
+        .await;
+    let events = wait_delivered(dir.path(), 1, Duration::from_secs(20));
+    assert_eq!(events[0]["data"]["user_id"], 3);
+    let bindings = rabbitmqctl(&["list_bindings", "source_name", "destination_name"]);
+    let bound: Vec<&str> = bindings
+        .lines()
+        .filter(|l| l.ends_with(&format!("\t{queue}")))
+        .collect();
+    // Only the implicit binding every queue has to the default exchange.
+    assert_eq!(bound, [format!("\t{queue}")], "{bindings}");
+    drop(deskbus);
+    bus.cleanup().await;
+}
+
+/// An exchange the broker already has with another type is refused (406
+/// PRECONDITION_FAILED, which closes the channel): deskbus reports it and
+/// tries again, and consumes once an operator has removed the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_exchange_declare_is_retried_until_it_is_fixed() {
+    let _broker = BROKER.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new().await;
+    bus.channel
+        .exchange_declare(
+            bus.exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (path, exchange, queue) = (
+        dir.path().to_owned(),
+        bus.exchange.clone(),
+        bus.queue.clone(),
+    );
+    // Not ready until it consumes: started aside while the test watches.
+    let starting = tokio::task::spawn_blocking(move || {
+        start(&path, &exchange, &format!("queue = \"{queue}\""), "")
+    });
+    let log = dir.path().join("deskbus.log");
+    let refusals = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("inequivalent arg 'type'")
+            .count()
+    };
+    tokio::task::block_in_place(|| {
+        wait_for(Duration::from_secs(20), "two refused declares", || {
+            refusals() >= 2
+        })
+    });
+    bus.channel
+        .exchange_delete(
+            bus.exchange.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let deskbus = starting.await.unwrap();
+    bus.publish_event("status.user", "user_status_update", json!({"user_id": 7}))
+        .await;
+    let events = wait_delivered(dir.path(), 1, Duration::from_secs(20));
+    assert_eq!(events[0]["data"]["user_id"], 7);
     drop(deskbus);
     bus.cleanup().await;
 }
@@ -831,18 +947,21 @@ impl Drop for AppGuard {
     }
 }
 
-fn rabbitmqctl(command: &str) {
+/// Runs `rabbitmqctl -q <args>`; its standard output.
+fn rabbitmqctl(args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl")
-        .args(["-q", command])
+        .arg("-q")
+        .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run rabbitmqctl ({e}); `scripts/services rabbitmq` installs it")
         });
     assert!(
         out.status.success(),
-        "rabbitmqctl {command} failed (`scripts/services rabbitmq` recovers the broker): {}",
+        "rabbitmqctl {args:?} failed (`scripts/services rabbitmq` recovers the broker): {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -866,7 +985,7 @@ async fn nothing_is_lost_through_a_broker_restart() {
 
     // Stopped while deskbus is still taking the first run.
     let guard = AppGuard;
-    tokio::task::spawn_blocking(|| rabbitmqctl("stop_app"))
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
         .await
         .unwrap();
     let during = ids_by_marker(dir.path()).len() as u64;

@@ -262,6 +262,52 @@ async fn works_on_the_shared_server_with_tubes_of_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_no_use_case_wants_are_deleted_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = OwnServer::start();
+    let address = server.address();
+    let source = format!("type = \"beanstalk\"\naddress = \"{address}\"\ntubes = [\"calls\"]");
+    let deskbus = start_source_to_file(
+        dir.path(),
+        "jobs",
+        &source,
+        "events = [\"ticket.created\"]",
+        "",
+    );
+    let unwanted = json!({"name": "call.ended", "data": {"ticket_id": 5}});
+    put(
+        &address,
+        "calls",
+        60,
+        &[envelope(1), unwanted.to_string().into_bytes(), envelope(2)],
+    )
+    .await;
+    let events = wait_delivered(dir.path(), 2, Duration::from_secs(20));
+    assert!(
+        events.iter().all(|e| e["name"] == "ticket.created"),
+        "{events:?}"
+    );
+    // Committed as "nothing to keep", so deleted like the others, and counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tube_counts(&address, "calls").await != (0, 0, 0, 3) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            tube_counts(&address, "calls").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unmatched = tokio::task::block_in_place(|| {
+        deskbus.metric(
+            "deskbus_source_rejected_events_total",
+            "reason=\"unmatched\"",
+        )
+    });
+    assert_eq!(unmatched, 1.0);
+    assert_eq!(delivered(dir.path()).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_jobs_go_to_dead_letters_and_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let server = OwnServer::start();

@@ -67,6 +67,8 @@ fn lit(text: &str) -> String {
 struct Ost {
     name: String,
     version: Version,
+    /// osTicket's `TABLE_PREFIX`.
+    prefix: String,
     conn: MySqlConnection,
     /// Dropped with this value (false for a second connection to it).
     owned: bool,
@@ -82,6 +84,10 @@ struct Ticket {
 
 impl Ost {
     async fn new(test: &str, version: Version) -> Ost {
+        Ost::with_prefix(test, version, PREFIX).await
+    }
+
+    async fn with_prefix(test: &str, version: Version, prefix: &str) -> Ost {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "deskbus_ost_{test}_{}_{}",
@@ -100,6 +106,7 @@ impl Ost {
         let mut ost = Ost {
             name,
             version,
+            prefix: prefix.to_owned(),
             conn,
             owned: true,
         };
@@ -123,7 +130,7 @@ impl Ost {
                     .collect::<Vec<_>>()
                     .join("\n");
                 if !body.trim().is_empty() {
-                    ost.exec(&body.replace("PREFIX_", PREFIX)).await;
+                    ost.exec(&body.replace("PREFIX_", prefix)).await;
                 }
             }
         }
@@ -135,7 +142,7 @@ impl Ost {
     }
 
     fn t(&self, table: &str) -> String {
-        format!("`{PREFIX}{table}`")
+        format!("`{}{table}`", self.prefix)
     }
 
     /// Runs `sql`; the id it inserted.
@@ -1158,6 +1165,7 @@ async fn kill_9_while_polling_loses_and_repeats_nothing() {
             let mut w = Ost {
                 name,
                 version: Version::V118,
+                prefix: PREFIX.to_owned(),
                 conn,
                 owned: false,
             };
@@ -1379,4 +1387,74 @@ async fn a_lost_connection_is_opened_again() {
         )
     });
     assert!(bus.log().contains("source disconnected; connecting again"));
+}
+
+/// What the config reference promises an operator who follows it: a user
+/// that may only SELECT, tables under another `TABLE_PREFIX`, and a
+/// password that never shows in the log, even when it stops working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_user_with_its_own_table_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ost = Ost::with_prefix("readonly", Version::V118, "help_").await;
+    let user = format!("deskbus_ro_{}", std::process::id());
+    let password = "Ro-s3cret-hunter2";
+    ost.exec(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
+    ost.exec(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY {}",
+        lit(password)
+    ))
+    .await;
+    ost.exec(&format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", ost.name))
+        .await;
+    let sources = [Source {
+        id: "ost",
+        url: format!("mysql://{user}:{password}@127.0.0.1:3306/{}", ost.name),
+        extra: "table_prefix = \"help_\"",
+    }];
+    let bus = block(|| start(dir.path(), &sources, &dir.path().join("out"), ""));
+    let path = out(dir.path(), "ost");
+    ost.create_ticket(("Ada", "ada@example.com"), "Read only", 1, 1, "NOW()")
+        .await;
+    let events = block(|| wait_events(&bus, &path, 1, "a ticket read by a SELECT-only user"));
+    the(&events, "ticket.created", |d| d["subject"] == "Read only");
+
+    // The password stops working and the session is cut: every attempt
+    // to connect again fails, and is logged without the password.
+    ost.exec(&format!(
+        "ALTER USER '{user}'@'%' IDENTIFIED BY 'changed-elsewhere'"
+    ))
+    .await;
+    let sessions: Vec<u64> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
+    )))
+    .fetch_all(&mut ost.conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.try_get::<i64, _>(0).unwrap() as u64)
+    .collect();
+    assert!(!sessions.is_empty(), "deskbus has no session as {user}");
+    for id in sessions {
+        ost.exec(&format!("KILL CONNECTION {id}")).await;
+    }
+    block(|| {
+        wait_for(
+            Duration::from_secs(20),
+            "a refused login to be logged",
+            || bus.log().contains("Access denied"),
+        )
+    });
+    // The password is restored: the source carries on from its position.
+    ost.exec(&format!(
+        "ALTER USER '{user}'@'%' IDENTIFIED BY {}",
+        lit(password)
+    ))
+    .await;
+    ost.create_ticket(("Ada", "ada@example.com"), "Back", 1, 1, "NOW()")
+        .await;
+    let events = block(|| wait_events(&bus, &path, 2, "a ticket after the login works again"));
+    the(&events, "ticket.created", |d| d["subject"] == "Back");
+    let log = bus.log();
+    assert!(!log.contains("hunter2"), "{log}");
+    ost.exec(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
 }

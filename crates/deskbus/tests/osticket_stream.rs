@@ -53,6 +53,11 @@ struct Fake {
     fail: AtomicUsize,
     /// Then answer 503 with `Retry-After: 1` to this many.
     throttle: AtomicUsize,
+    /// Answers given, in order, before any of the above (a proxy in front
+    /// of osTicket: timeouts, rate limits, a moved URL).
+    scripted: Mutex<std::collections::VecDeque<Response>>,
+    /// Requests that followed a redirect to `/moved`.
+    followed: AtomicUsize,
     next_number: AtomicU64,
 }
 
@@ -91,6 +96,9 @@ fn answer(fake: &Fake, headers: &HeaderMap, body: &[u8]) -> Response {
                 "API key not found/active or source IP/hostname not authorized",
             );
         }
+    }
+    if let Some(response) = fake.scripted.lock().unwrap().pop_front() {
+        return response;
     }
     // Some osTicket releases answer a refusal on validation with 500; with
     // `verify_email_addrs` and no DNS, every address is refused so.
@@ -198,6 +206,13 @@ async fn serve(fake: Arc<Fake>) -> SocketAddr {
             "/api/tickets.json",
             axum::routing::post(create)
                 .get(|| async { text(StatusCode::BAD_REQUEST, "URL not supported") }),
+        )
+        .route(
+            "/moved",
+            axum::routing::any(|State(fake): State<Arc<Fake>>| async move {
+                fake.followed.fetch_add(1, Ordering::SeqCst);
+                text(StatusCode::CREATED, "999999")
+            }),
         )
         .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -464,6 +479,27 @@ stream = "valid"
     }
     assert!(s.fake.tickets().is_empty());
     assert_eq!(s.fake.statuses().len(), 4, "a refusal must not be retried");
+
+    // The recovery the reason names: fix the key, restart, and move the
+    // stream's dead letters back. The event keeps its id, so its ticket
+    // number is linked to it as if the first post had worked.
+    drop(bus);
+    let fixed = config.replacen("api_key = \"WRONGKEY\"", &format!("api_key = \"{KEY}\""), 1);
+    let bus = s.start(&fixed);
+    let (code, stdout, stderr) = bus.cli(&["dlq", "retry", "--stream", "helpdesk"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1 dead letter moved back"), "{stdout}");
+    wait_async(
+        Duration::from_secs(20),
+        "the ticket after the key fix",
+        || s.fake.tickets().len() == 1,
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "the link", || {
+        link(s.dir.path(), &id).is_some()
+    });
+    let list = dlq_list(&bus);
+    assert!(list.contains("3 dead letters"), "{list}");
 }
 
 /// The `deskbus dlq list` line of a dead letter of `stream` and `use_case`.
@@ -509,6 +545,68 @@ async fn server_errors_are_retried_until_the_ticket_is_created_once() {
     });
     assert!(dlq_list(&bus).contains("0 dead letters"));
     assert!(bus.metric("deskbus_stream_retried_events_total", "helpdesk") >= 4.0);
+}
+
+/// What a proxy in front of osTicket may answer: 408 and 429 are retried
+/// (after `Retry-After`), and a redirect is never followed (a followed 302
+/// turns the POST into a GET, whose answer would count as a ticket): the
+/// event goes to dead letters, saying to fix `url`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_rate_limits_are_retried_and_redirects_never_followed() {
+    let s = setup().await;
+    s.fake.scripted.lock().unwrap().extend([
+        text(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "Too Many Requests",
+        )
+            .into_response(),
+    ]);
+    let bus = s.start(&s.config(KEY));
+    let first = uuid7();
+    post(&bus, &[call_form(&first, john())]).await;
+    wait_async(Duration::from_secs(20), "the ticket", || {
+        s.fake.tickets().len() == 1
+    })
+    .await;
+    assert_eq!(s.fake.statuses(), [408, 429, 201]);
+    let times: Vec<Instant> = s
+        .fake
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert!(
+        times[2] - times[1] >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: {:?}",
+        times[2] - times[1]
+    );
+
+    s.fake.scripted.lock().unwrap().push_back(
+        (
+            StatusCode::FOUND,
+            [("location", format!("http://{}/moved", s.api))],
+            "",
+        )
+            .into_response(),
+    );
+    let second = uuid7();
+    post(&bus, &[call_form(&second, john())]).await;
+    wait_for(Duration::from_secs(20), "the dead letter", || {
+        dlq_list(&bus).contains("1 dead letter")
+    });
+    let list = dlq_list(&bus);
+    let line = dead_letter_line(&list, "helpdesk", "call_forms");
+    assert!(
+        line.contains(&second) && line.contains("redirects are not followed"),
+        "{line}"
+    );
+    assert_eq!(s.fake.followed.load(Ordering::SeqCst), 0);
+    assert_eq!(s.fake.statuses(), [408, 429, 201, 302]);
+    assert_eq!(s.fake.tickets().len(), 1);
 }
 
 /// A template naming a missing field without a default sends that event to
