@@ -145,6 +145,25 @@ impl Ost {
         format!("`{}{table}`", self.prefix)
     }
 
+    /// Cuts every other session that `filter` (a PROCESSLIST condition)
+    /// selects, as a network failure or a DBA would; how many there were.
+    async fn kill_sessions(&mut self, filter: &str) -> usize {
+        let sessions: Vec<u64> = sqlx::query(AssertSqlSafe(format!(
+            "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
+             WHERE {filter} AND ID <> CONNECTION_ID()"
+        )))
+        .fetch_all(&mut self.conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0).unwrap() as u64)
+        .collect();
+        for id in &sessions {
+            self.exec(&format!("KILL CONNECTION {id}")).await;
+        }
+        sessions.len()
+    }
+
     /// Runs `sql`; the id it inserted.
     async fn exec(&mut self, sql: &str) -> u64 {
         sqlx::query(AssertSqlSafe(sql.to_owned()))
@@ -1357,24 +1376,11 @@ async fn a_lost_connection_is_opened_again() {
     ost.create_ticket(("Ada", "ada@example.com"), "Before", 1, 1, "NOW()")
         .await;
     block(|| wait_events(&bus, &path, 1, "before the kill"));
-    let sessions: Vec<u64> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
-         WHERE DB = '{}' AND ID <> CONNECTION_ID()",
-        ost.name
-    )))
-    .fetch_all(&mut ost.conn)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.try_get::<i64, _>(0).unwrap() as u64)
-    .collect();
+    let filter = format!("DB = '{}'", ost.name);
     assert!(
-        !sessions.is_empty(),
+        ost.kill_sessions(&filter).await > 0,
         "deskbus has no session on the database"
     );
-    for id in sessions {
-        ost.exec(&format!("KILL CONNECTION {id}")).await;
-    }
     ost.create_ticket(("Ada", "ada@example.com"), "After", 1, 1, "NOW()")
         .await;
     let events = block(|| wait_events(&bus, &path, 2, "after the kill"));
@@ -1424,19 +1430,10 @@ async fn a_read_only_user_with_its_own_table_prefix() {
         "ALTER USER '{user}'@'%' IDENTIFIED BY 'changed-elsewhere'"
     ))
     .await;
-    let sessions: Vec<u64> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
-    )))
-    .fetch_all(&mut ost.conn)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.try_get::<i64, _>(0).unwrap() as u64)
-    .collect();
-    assert!(!sessions.is_empty(), "deskbus has no session as {user}");
-    for id in sessions {
-        ost.exec(&format!("KILL CONNECTION {id}")).await;
-    }
+    assert!(
+        ost.kill_sessions(&format!("USER = '{user}'")).await > 0,
+        "deskbus has no session as {user}"
+    );
     block(|| {
         wait_for(
             Duration::from_secs(20),

@@ -66,6 +66,17 @@ impl Fake {
         self.tickets.lock().unwrap().clone()
     }
 
+    /// Request `n` (from 0) came at least a second after the one before:
+    /// an answer's `Retry-After: 1` was honoured.
+    fn assert_waited_a_second_before(&self, n: usize) {
+        let requests = self.requests.lock().unwrap();
+        let waited = requests[n].0 - requests[n - 1].0;
+        assert!(
+            waited >= Duration::from_millis(950),
+            "Retry-After: 1 was not honoured: {waited:?}"
+        );
+    }
+
     fn statuses(&self) -> Vec<u16> {
         self.requests.lock().unwrap().iter().map(|r| r.1).collect()
     }
@@ -527,19 +538,7 @@ async fn server_errors_are_retried_until_the_ticket_is_created_once() {
     })
     .await;
     assert_eq!(s.fake.statuses(), [500, 500, 500, 503, 201]);
-    let times: Vec<Instant> = s
-        .fake
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.0)
-        .collect();
-    assert!(
-        times[4] - times[3] >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {:?}",
-        times[4] - times[3]
-    );
+    s.fake.assert_waited_a_second_before(4);
     wait_for(Duration::from_secs(10), "the link", || {
         link(s.dir.path(), &id).is_some()
     });
@@ -571,19 +570,7 @@ async fn timeouts_and_rate_limits_are_retried_and_redirects_never_followed() {
     })
     .await;
     assert_eq!(s.fake.statuses(), [408, 429, 201]);
-    let times: Vec<Instant> = s
-        .fake
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.0)
-        .collect();
-    assert!(
-        times[2] - times[1] >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {:?}",
-        times[2] - times[1]
-    );
+    s.fake.assert_waited_a_second_before(2);
 
     s.fake.scripted.lock().unwrap().push_back(
         (
