@@ -347,6 +347,36 @@ impl Spool {
             .await
     }
 
+    /// [`Spool::complete`] for each outcome alone, sent together: the writer
+    /// folds them into one transaction and, when one of them fails, commits
+    /// the others around it. For a caller whose combined command failed,
+    /// to find out which outcome the spool cannot take. One result per
+    /// outcome, in order.
+    pub async fn complete_each(
+        &self,
+        outcomes: Vec<(i64, Outcome)>,
+    ) -> Vec<Result<(), SpoolError>> {
+        let replies: Vec<_> = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let (tx, rx) = oneshot::channel();
+                self.send(Command::Complete {
+                    outcomes: vec![outcome],
+                    reply: tx,
+                })
+                .map(|()| rx)
+            })
+            .collect();
+        let mut results = Vec::with_capacity(replies.len());
+        for reply in replies {
+            results.push(match reply {
+                Ok(rx) => rx.await.unwrap_or(Err(SpoolError::Closed)),
+                Err(error) => Err(error),
+            });
+        }
+        results
+    }
+
     /// Moves dead letters back into their streams' queues, with their attempt
     /// count reset and their event id kept. Returns how many moved.
     pub async fn retry_dead_letters(&self, which: DeadLetterSelector) -> Result<u64, SpoolError> {

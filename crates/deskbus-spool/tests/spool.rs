@@ -36,6 +36,58 @@ fn open(dir: &tempfile::TempDir) -> Spool {
     Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap()
 }
 
+/// Makes the spool refuse to delete the entry `event_id`, as a damaged row
+/// would: a trigger, added from a connection of the test's own.
+fn poison(dir: &tempfile::TempDir, event_id: &str) {
+    let conn = rusqlite::Connection::open(dir.path().join("spool.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER poison BEFORE DELETE ON entries WHEN old.event_id = '{event_id}'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn outcomes_sent_alone_are_recorded_around_one_the_spool_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    append(
+        &spool,
+        vec![
+            entry("a", "good-1"),
+            entry("b", "bad"),
+            entry("c", "good-2"),
+        ],
+    );
+    poison(&dir, "bad");
+    let ready = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap();
+    let outcomes: Vec<(i64, Outcome)> = ready.iter().map(|e| (e.seq, Outcome::Delivered)).collect();
+    // Together, the command is refused whole.
+    let together = rt().block_on(spool.complete(outcomes.clone()));
+    assert!(
+        matches!(&together, Err(SpoolError::Commit(reason)) if reason.contains("poisoned")),
+        "{together:?}"
+    );
+    assert_eq!(spool.stats().unwrap().streams["out"].depth, 3);
+    // Alone, only the poisoned one is.
+    let results = rt().block_on(spool.complete_each(outcomes));
+    let refused: Vec<&str> = ready
+        .iter()
+        .zip(&results)
+        .filter(|(_, result)| result.is_err())
+        .map(|(e, _)| e.event_id.as_str())
+        .collect();
+    assert_eq!(refused, ["bad"]);
+    let left = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap();
+    assert_eq!(ids(&left), ["bad"]);
+}
+
 #[test]
 fn only_the_head_of_each_key_is_ready() {
     let dir = tempfile::tempdir().unwrap();

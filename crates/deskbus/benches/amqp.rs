@@ -86,12 +86,12 @@ async fn deskbus_steady(batch: usize, rate: usize, seconds: usize) -> Duration {
     p99
 }
 
-/// lapin alone: batches of `batch` publishes, each batch's confirms all
-/// awaited, on `CHANNELS` confirm-mode channels, the same bodies and
-/// properties as deskbus sends.
 /// Longest wait for one publisher confirm of the baseline.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// lapin alone: batches of `batch` publishes, each batch's confirms all
+/// awaited, on `CHANNELS` confirm-mode channels, the same bodies and
+/// properties as deskbus sends.
 async fn baseline(batch: usize, total: usize) -> (f64, Duration) {
     let topology = Topology::new(&format!("baseline{batch}")).await;
     let bodies = envelopes();

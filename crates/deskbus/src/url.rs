@@ -7,10 +7,22 @@
 /// last `@`; text before it counts as userinfo when it has a `:` or no `/`
 /// (`http://host/a@b` has none). When in doubt this over-redacts, never under.
 pub(crate) fn userinfo_range(url: &str) -> Option<std::ops::Range<usize>> {
-    let start = url.find("://").map_or(0, |i| i + 3);
+    // A `://` counts only after a scheme: in `u:a://b@host` it is part of
+    // the password.
+    let start = match url.find("://") {
+        Some(i) if is_scheme(&url[..i]) => i + 3,
+        _ => 0,
+    };
     let at = start + url[start..].rfind('@')?;
     let userinfo = &url[start..at];
     (userinfo.contains(':') || !userinfo.contains('/')).then_some(start..at)
+}
+
+/// RFC 3986: a letter, then letters, digits, `+`, `-` and `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// `url` with its credentials masked, for messages (they reach logs, dead
@@ -75,6 +87,7 @@ mod tests {
             "nats://[redacted]@a:4222"
         );
         assert_eq!(redact_url("u:hunter2@host"), "u:[redacted]@host");
+        assert_eq!(redact_url("u:a://b@host"), "u:[redacted]@host");
         for unchanged in [
             "amqp://127.0.0.1:5672/%2f",
             "http://host/a@b",

@@ -601,7 +601,9 @@ async fn an_exclusive_server_named_queue_when_queue_is_omitted() {
 
     // The queue bound to the exchange is the broker's, exclusive to
     // deskbus's connection and not durable: it goes when deskbus does.
-    let bindings = rabbitmqctl(&["list_bindings", "source_name", "destination_name"]);
+    let bindings = tokio::task::block_in_place(|| {
+        rabbitmqctl(&["list_bindings", "source_name", "destination_name"])
+    });
     let queues: Vec<&str> = bindings
         .lines()
         .filter_map(|l| l.split_once('\t'))
@@ -618,7 +620,10 @@ async fn an_exclusive_server_named_queue_when_queue_is_omitted() {
             .find(|l| l.split('\t').next() == Some(queue))
             .map(str::to_owned)
     };
-    assert_eq!(queue_row(queue), Some(format!("{queue}\tfalse\ttrue")));
+    assert_eq!(
+        tokio::task::block_in_place(|| queue_row(queue)),
+        Some(format!("{queue}\tfalse\ttrue"))
+    );
     let queue = queue.to_owned();
     tokio::task::block_in_place(|| {
         drop(deskbus);
@@ -648,13 +653,22 @@ async fn the_default_exchange_delivers_by_queue_name() {
         .await;
     let events = wait_delivered(dir.path(), 1, Duration::from_secs(20));
     assert_eq!(events[0]["data"]["user_id"], 3);
-    let bindings = rabbitmqctl(&["list_bindings", "source_name", "destination_name"]);
+    let (bindings, queues) = tokio::task::block_in_place(|| {
+        (
+            rabbitmqctl(&["list_bindings", "source_name", "destination_name"]),
+            rabbitmqctl(&["list_queues", "name", "durable", "exclusive"]),
+        )
+    });
     let bound: Vec<&str> = bindings
         .lines()
         .filter(|l| l.ends_with(&format!("\t{queue}")))
         .collect();
     // Only the implicit binding every queue has to the default exchange.
     assert_eq!(bound, [format!("\t{queue}")], "{bindings}");
+    assert!(
+        queues.lines().any(|l| l == format!("{queue}\ttrue\tfalse")),
+        "the named queue is durable and shared: {queues}"
+    );
     drop(deskbus);
     bus.cleanup().await;
 }

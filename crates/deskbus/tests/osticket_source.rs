@@ -1404,6 +1404,7 @@ async fn a_read_only_user_with_its_own_table_prefix() {
     let mut ost = Ost::with_prefix("readonly", Version::V118, "help_").await;
     let user = format!("deskbus_ro_{}", std::process::id());
     let password = "Ro-s3cret-hunter2";
+    let _drop_user = DropUser(user.clone());
     ost.exec(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
     ost.exec(&format!(
         "CREATE USER '{user}'@'%' IDENTIFIED BY {}",
@@ -1453,5 +1454,16 @@ async fn a_read_only_user_with_its_own_table_prefix() {
     the(&events, "ticket.created", |d| d["subject"] == "Back");
     let log = bus.log();
     assert!(!log.contains("hunter2"), "{log}");
-    ost.exec(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
+}
+
+/// Drops a MariaDB user of the test's, even when the test fails.
+struct DropUser(String);
+
+impl Drop for DropUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("mysql")
+            .args(["-uroot", "-h127.0.0.1", "-e"])
+            .arg(format!("DROP USER IF EXISTS '{}'@'%'", self.0))
+            .status();
+    }
 }

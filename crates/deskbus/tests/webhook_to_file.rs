@@ -141,6 +141,51 @@ async fn one_ticket_keeps_its_order() {
     assert_eq!(ids, sent);
 }
 
+/// An outcome the spool refuses (a damaged row, here a trigger) holds back
+/// only its own entry: the others are recorded around it, it is not
+/// delivered again while it waits, and it is recorded once the spool
+/// takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_the_spool_refuses_holds_back_only_its_entry() {
+    let (dir, bus) = start_webhook_to_file("", "", "");
+    let spool = rusqlite::Connection::open(dir.path().join("data/spool.db")).unwrap();
+    spool.busy_timeout(Duration::from_secs(10)).unwrap();
+    let bad = uuid7();
+    spool
+        .execute_batch(&format!(
+            "CREATE TRIGGER poison BEFORE DELETE ON entries WHEN old.event_id = '{bad}'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;"
+        ))
+        .unwrap();
+    let pending = || -> i64 {
+        spool
+            .query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))
+            .unwrap()
+    };
+    let mut events: Vec<Value> = (0..20).map(|t| event(&uuid7(), t)).collect();
+    events.insert(10, event(&bad, 99));
+    post(&bus, &events).await;
+    let out = dir.path().join("out/tickets.ndjson");
+    wait_for(Duration::from_secs(20), "21 lines", || {
+        delivered_ids(&out).len() >= 21
+    });
+    wait_for(Duration::from_secs(10), "every other outcome", || {
+        pending() == 1
+    });
+    // In flight while its outcome waits: not delivered a second time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let times = |id: &str| delivered_ids(&out).iter().filter(|d| *d == id).count();
+    assert_eq!(times(&bad), 1);
+    assert_eq!(pending(), 1);
+    spool.execute_batch("DROP TRIGGER poison").unwrap();
+    wait_for(Duration::from_secs(15), "the refused outcome", || {
+        pending() == 0
+    });
+    assert_eq!(times(&bad), 1);
+    assert_eq!(delivered_ids(&out).len(), 21);
+    assert!(bus.log().contains("poisoned"), "{}", bus.log());
+}
+
 /// Bad input gets a clear status and reason; nothing of a bad batch is kept;
 /// the pipeline keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

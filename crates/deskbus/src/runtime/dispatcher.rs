@@ -10,6 +10,7 @@ use deskbus_spool::{Entry, Outcome, Spool, now_ms};
 use tokio::task::JoinSet;
 
 use super::Shutdown;
+use super::recorder::Recorder;
 use crate::config::{RetryPolicy, StreamSettings};
 use crate::internal_events::{
     ComponentFailed, DeliveriesSucceeded, DeliveryDeadLettered, DeliveryRetried,
@@ -29,11 +30,6 @@ const READ_AHEAD_MAX: usize = 1024;
 /// Payload bytes one read-ahead may hold (at least one entry is read):
 /// large payloads in the spool must not fill memory.
 const READ_AHEAD_BYTES: usize = 8 * 1024 * 1024;
-
-/// How long finished outcomes may wait to be committed together while
-/// deliveries keep the dispatcher busy: at small batch sizes a commit per
-/// batch costs more than the delivery itself.
-const OUTCOME_LINGER: Duration = Duration::from_millis(1);
 
 /// How often a read-ahead scans the whole queue while a backlog keeps the
 /// quick scans busy (see [`ScanFrom`]).
@@ -106,21 +102,19 @@ impl Dispatcher {
         let mut tasks: JoinSet<BatchResult> = JoinSet::new();
         // Which entries each delivery task holds, to free them if it panics.
         let mut held: HashMap<tokio::task::Id, Vec<i64>> = HashMap::new();
-        // The outcome commit under way (at most one). The loop does not wait
-        // for it: entries stay in flight (not fetched again) until their
-        // outcome is on disk, while the next batches are already being
-        // delivered. Outcomes that finish meanwhile wait in `unrecorded` and
-        // go as one command when it is done: at small batch sizes a commit
-        // per batch would cost more than the deliveries themselves.
-        let mut completions: JoinSet<Vec<i64>> = JoinSet::new();
-        let mut unrecorded: Vec<(i64, Outcome)> = Vec::new();
-        // When the oldest of `unrecorded` must be committed (see `OUTCOME_LINGER`).
-        let mut record_by: Option<tokio::time::Instant> = None;
+        // Outcomes on their way to the spool. The loop does not wait for
+        // them: entries stay in flight (not fetched again) until their
+        // outcome is on disk, while the next batches are already delivered.
+        let mut recorder = Recorder::new(self.spool.clone(), self.stream_id.clone());
         let mut scan = ScanFrom::new();
         loop {
             let mut idle_for = IDLE_POLL;
             if !shutdown.is_triggered() {
-                while tasks.len() < self.settings.concurrency {
+                // While the spool refuses outcomes, stop delivering: what is
+                // delivered then cannot be recorded, only delivered again.
+                while tasks.len() < self.settings.concurrency
+                    && recorder.waiting() < self.outcomes_waiting_max()
+                {
                     if read_ahead.len() < self.settings.batch_size {
                         let from = scan.next_from();
                         let Some((returned, fetched)) =
@@ -163,21 +157,22 @@ impl Dispatcher {
                     if !full {
                         // While outcomes are being committed the heads are still
                         // in flight; the completion wakes the loop, no need to poll.
-                        if tasks.is_empty() && completions.is_empty() {
+                        if tasks.is_empty() && !recorder.is_committing() {
                             idle_for = self.until_next_due().await;
                         }
                         break;
                     }
                 }
-            } else if tasks.is_empty() && completions.is_empty() && unrecorded.is_empty() {
+            } else if tasks.is_empty() && recorder.is_drained() {
+                recorder.abandon();
                 return;
             }
+            let record_at = recorder.deadline();
             tokio::select! {
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
                     Ok((id, (entries, results))) => {
                         held.remove(&id);
-                        unrecorded.extend(self.outcomes(&entries, results));
-                        record_by.get_or_insert_with(|| tokio::time::Instant::now() + OUTCOME_LINGER);
+                        recorder.add(self.outcomes(&entries, results));
                     }
                     Err(join) => {
                         // A panicking stream loses nothing: its entries stay in
@@ -186,13 +181,12 @@ impl Dispatcher {
                         tracing::error!(stream = %self.stream_id, error = %join, "delivery task failed");
                         let seqs = held.remove(&join.id()).unwrap_or_default();
                         let next_attempt_at = now_ms().saturating_add(self.settings.retry.max_backoff.as_millis() as i64);
-                        unrecorded.extend(seqs.into_iter().map(|seq| {
+                        recorder.add(seqs.into_iter().map(|seq| {
                             (seq, Outcome::Retry { error: format!("delivery task failed: {join}"), next_attempt_at })
-                        }));
-                        record_by = Some(tokio::time::Instant::now());
+                        }).collect());
                     }
                 },
-                Some(Ok(seqs)) = completions.join_next(), if !completions.is_empty() => {
+                seqs = recorder.finished(), if recorder.is_committing() => {
                     for seq in seqs {
                         in_flight.remove(&seq);
                     }
@@ -200,22 +194,18 @@ impl Dispatcher {
                 _ = waker.notified() => {}
                 _ = tokio::time::sleep(idle_for) => {}
                 _ = shutdown.wait(), if !shutdown.is_triggered() => {}
-                _ = tokio::time::sleep_until(record_by.unwrap_or_else(tokio::time::Instant::now)),
-                    if record_by.is_some() && completions.is_empty() => {}
+                _ = tokio::time::sleep_until(record_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if record_at.is_some() => {}
             }
             // Linger only while it costs nothing: entries waiting for their
             // outcome may hold back the next entry of their order key, so
             // record at once when nothing else is being delivered or ready.
-            let record_now = tasks.is_empty()
-                || read_ahead.is_empty()
-                || shutdown.is_triggered()
-                || unrecorded.len() >= self.read_ahead_limit()
-                || record_by.is_some_and(|at| at <= tokio::time::Instant::now());
-            if completions.is_empty() && !unrecorded.is_empty() && record_now {
-                let outcomes = std::mem::take(&mut unrecorded);
-                record_by = None;
-                completions.spawn(record(self.spool.clone(), self.stream_id.clone(), outcomes));
-            }
+            recorder.start(
+                tasks.is_empty()
+                    || read_ahead.is_empty()
+                    || shutdown.is_triggered()
+                    || recorder.waiting() >= self.read_ahead_limit(),
+            );
         }
     }
 
@@ -260,6 +250,14 @@ impl Dispatcher {
         })
         .await
         .ok()
+    }
+
+    /// Outcomes finished but not on disk past which no new batch starts:
+    /// twice what the deliveries in flight can finish, so reached only
+    /// when commits fall behind (a stalled disk, a spool that refuses
+    /// outcomes).
+    fn outcomes_waiting_max(&self) -> usize {
+        2 * (self.settings.batch_size * self.settings.concurrency).max(self.read_ahead_limit())
     }
 
     fn read_ahead_limit(&self) -> usize {
@@ -371,31 +369,6 @@ impl Dispatcher {
         Outcome::Retry {
             error: reason,
             next_attempt_at: now.saturating_add(backoff_ms),
-        }
-    }
-}
-
-/// Commits the outcomes of a batch, trying again until it succeeds, and
-/// returns the seqs to free. Until then the entries stay in flight: freeing
-/// them after a failed commit would deliver them again at full speed for as
-/// long as the disk refuses writes.
-async fn record(spool: Spool, stream_id: String, outcomes: Vec<(i64, Outcome)>) -> Vec<i64> {
-    let seqs = outcomes.iter().map(|(seq, _)| *seq).collect();
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match spool.complete(outcomes.clone()).await {
-            Ok(()) => return seqs,
-            // The spool is closing (shutdown): the entries stay pending for the next start.
-            Err(deskbus_spool::SpoolError::Closed) => return seqs,
-            Err(error) => {
-                ComponentFailed {
-                    component: &stream_id,
-                    error: &error,
-                }
-                .emit();
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! is lost by abandoning: the spool still holds every undelivered entry.
 
 mod dispatcher;
+mod recorder;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -266,17 +266,30 @@ fn stream_spec(
 
 /// Each comma-separated server must parse as a NATS server address.
 fn parse_urls(text: &str) -> Result<String, String> {
-    for part in text.split(',') {
+    for (n, part) in text.split(',').enumerate() {
         let part = part.trim();
         if part.is_empty() || part.parse::<async_nats::ServerAddr>().is_err() {
-            // The address itself may hold a password: show it redacted.
             return Err(format!(
-                "{:?} is not a server URL like nats://127.0.0.1:4222",
-                redact_url(part)
+                "{} is not a server URL like nats://127.0.0.1:4222",
+                server_name(text, n, part)
             ));
         }
     }
     Ok(text.to_owned())
+}
+
+/// How a message names server `n` (from 0) of the list `text`: by itself,
+/// redacted, unless `text` holds credentials at all. A password with a raw
+/// `,` is cut in two by the split, and its first half would print as a
+/// server of its own, unredacted (it has no `@`).
+fn server_name(text: &str, n: usize, part: &str) -> String {
+    match text.contains('@') {
+        true => format!(
+            "server {} of the list (a `,` in a password must be written %2C)",
+            n + 1
+        ),
+        false => format!("{part:?}"),
+    }
 }
 
 /// The server addresses of a checked `url`, without their credentials
@@ -285,20 +298,20 @@ fn parse_urls(text: &str) -> Result<String, String> {
 pub(super) fn servers(
     url: &str,
 ) -> Result<(Vec<async_nats::ServerAddr>, Option<NatsAuth>), String> {
-    let parse = |part: &str| {
+    let parse = |n: usize, part: &str| {
         part.parse::<async_nats::ServerAddr>()
-            .map_err(|_| format!("{:?} is not a server URL", redact_url(part)))
+            .map_err(|_| format!("{} is not a server URL", server_name(url, n, part)))
     };
     let mut with_credentials = Vec::new();
     let mut addrs = Vec::new();
-    for part in url.split(',').map(str::trim) {
-        with_credentials.push(parse(part)?);
+    for (n, part) in url.split(',').map(str::trim).enumerate() {
+        with_credentials.push(parse(n, part)?);
         let bare = match userinfo_range(part) {
             // The userinfo and its `@`.
             Some(range) => format!("{}{}", &part[..range.start], &part[range.end + 1..]),
             None => part.to_owned(),
         };
-        addrs.push(parse(&bare)?);
+        addrs.push(parse(n, &bare)?);
     }
     Ok((addrs, url_auth(&with_credentials)))
 }
@@ -395,6 +408,15 @@ mod tests {
         let error = parse_urls("nats://u:hunter2@:bad:port").unwrap_err();
         assert!(!error.contains("hunter2"), "{error}");
         assert!(parse_urls("nats://a:4222,").is_err());
+        // A raw `,` cuts the password in two: neither half is printed.
+        let error = parse_urls("nats://u:hun,ter2@b:4222").unwrap_err();
+        assert!(!error.contains("hun") && !error.contains("ter2"), "{error}");
+        assert!(error.starts_with("server 1 of the list"), "{error}");
+        let error = parse_urls("nats://a:4222,nats://b:port").unwrap_err();
+        assert!(
+            error.starts_with("\"nats://b:port\" is not a server URL"),
+            "{error}"
+        );
         let (addrs, auth) = servers("nats://a:4222, nats://u:hunter2@b:4222").unwrap();
         assert_eq!(addrs.len(), 2);
         assert!(auth.is_some());

@@ -1,0 +1,200 @@
+//! A dispatcher's outcomes on their way to the spool.
+//!
+//! One commit is under way at a time. Outcomes that finish meanwhile wait
+//! and go together in the next one: at small batch sizes a commit per
+//! batch would cost more than the deliveries themselves. While the stream
+//! is busy they may also wait up to [`OUTCOME_LINGER`] for company.
+//!
+//! Invariant: an entry stays in flight (the dispatcher never fetches it
+//! again) until its outcome is on disk. The one exception is a commit task
+//! that dies without answering: its entries are freed, to be delivered
+//! again (at least once), rather than held forever.
+//!
+//! A commit the spool refuses is tried again outcome by outcome, so one
+//! outcome the spool keeps refusing holds back only its own entry (and its
+//! key); the refused ones are tried again with backoff.
+
+use std::time::Duration;
+
+use deskbus_spool::{Outcome, Spool, SpoolError};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::internal_events::ComponentFailed;
+
+/// How long finished outcomes may wait to be committed together while
+/// deliveries keep the dispatcher busy.
+pub(super) const OUTCOME_LINGER: Duration = Duration::from_millis(1);
+
+/// Backoff for outcomes the spool refused.
+const REFUSED_FIRST: Duration = Duration::from_millis(100);
+const REFUSED_MAX: Duration = Duration::from_secs(5);
+
+/// What a commit task answers: the seqs recorded, the outcomes refused.
+type Recorded = (Vec<i64>, Vec<(i64, Outcome)>);
+
+pub(super) struct Recorder {
+    spool: Spool,
+    stream_id: String,
+    /// The commit under way (at most one) and the seqs its outcomes hold.
+    under_way: JoinSet<Recorded>,
+    under_way_seqs: Vec<i64>,
+    /// Finished, waiting for the next commit.
+    unrecorded: Vec<(i64, Outcome)>,
+    /// When `unrecorded` goes, however busy the stream.
+    record_by: Option<Instant>,
+    /// Refused by the spool even alone; tried again at `retry_at`.
+    refused: Vec<(i64, Outcome)>,
+    retry_at: Instant,
+    backoff: Duration,
+    /// The commit under way holds outcomes refused before.
+    retrying: bool,
+}
+
+impl Recorder {
+    pub(super) fn new(spool: Spool, stream_id: String) -> Recorder {
+        Recorder {
+            spool,
+            stream_id,
+            under_way: JoinSet::new(),
+            under_way_seqs: Vec::new(),
+            unrecorded: Vec::new(),
+            record_by: None,
+            refused: Vec::new(),
+            retry_at: Instant::now(),
+            backoff: REFUSED_FIRST,
+            retrying: false,
+        }
+    }
+
+    /// The outcomes of a finished batch, to be committed within
+    /// [`OUTCOME_LINGER`] at the latest.
+    pub(super) fn add(&mut self, outcomes: Vec<(i64, Outcome)>) {
+        self.unrecorded.extend(outcomes);
+        self.record_by
+            .get_or_insert_with(|| Instant::now() + OUTCOME_LINGER);
+    }
+
+    pub(super) fn is_committing(&self) -> bool {
+        !self.under_way.is_empty()
+    }
+
+    /// Nothing under way and nothing waiting but what the spool refused.
+    pub(super) fn is_drained(&self) -> bool {
+        !self.is_committing() && self.unrecorded.is_empty()
+    }
+
+    /// Outcomes finished and not yet on disk, nor being written.
+    pub(super) fn waiting(&self) -> usize {
+        self.unrecorded.len() + self.refused.len()
+    }
+
+    /// When the dispatcher must wake to start a commit, if ever: never
+    /// while one is under way (its end wakes the dispatcher).
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        if self.is_committing() {
+            return None;
+        }
+        let refused = (!self.refused.is_empty()).then_some(self.retry_at);
+        match (self.record_by, refused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts a commit unless one is under way: of the waiting outcomes
+    /// when `now` (or when their time is up), with the refused ones once
+    /// their retry is due.
+    pub(super) fn start(&mut self, now: bool) {
+        if self.is_committing() {
+            return;
+        }
+        let at = Instant::now();
+        if !self.refused.is_empty() && self.retry_at <= at {
+            self.unrecorded.append(&mut self.refused);
+            self.record_by = Some(at);
+            self.retrying = true;
+        }
+        let due = now || self.record_by.is_some_and(|by| by <= at);
+        if self.unrecorded.is_empty() || !due {
+            return;
+        }
+        let outcomes = std::mem::take(&mut self.unrecorded);
+        self.record_by = None;
+        self.under_way_seqs = outcomes.iter().map(|(seq, _)| *seq).collect();
+        self.under_way
+            .spawn(record(self.spool.clone(), self.stream_id.clone(), outcomes));
+    }
+
+    /// Waits for the commit under way to end; the seqs it freed. Cancel
+    /// safe: nothing happens before the join completes, and nothing awaits
+    /// after it.
+    pub(super) async fn finished(&mut self) -> Vec<i64> {
+        let Some(done) = self.under_way.join_next().await else {
+            return Vec::new();
+        };
+        let seqs = std::mem::take(&mut self.under_way_seqs);
+        let retried = std::mem::take(&mut self.retrying);
+        match done {
+            Ok((recorded, refused)) => {
+                if refused.is_empty() {
+                    // The spool took back what it refused: start over.
+                    if retried {
+                        self.backoff = REFUSED_FIRST;
+                    }
+                } else {
+                    self.retry_at = Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(REFUSED_MAX);
+                    self.refused.extend(refused);
+                }
+                recorded
+            }
+            Err(join) => {
+                tracing::error!(stream = %self.stream_id, error = %join, "outcome commit task failed; its entries will be delivered again");
+                seqs
+            }
+        }
+    }
+
+    /// Outcomes still refused when the dispatcher stops: their entries stay
+    /// pending in the spool and are delivered again at the next start.
+    pub(super) fn abandon(&mut self) {
+        if !self.refused.is_empty() {
+            tracing::warn!(
+                stream = %self.stream_id,
+                count = self.refused.len(),
+                "outcomes the spool refused are not recorded; those entries will be delivered again"
+            );
+            self.refused.clear();
+        }
+    }
+}
+
+/// Commits `outcomes` as one command. When the spool refuses it, each is
+/// tried alone (all at once: the writer commits the others around one it
+/// cannot take), so that an outcome the spool keeps refusing holds back
+/// only its own entry.
+async fn record(spool: Spool, stream_id: String, outcomes: Vec<(i64, Outcome)>) -> Recorded {
+    let error = match spool.complete(outcomes.clone()).await {
+        // Closed: shutdown; the entries stay pending for the next start.
+        Ok(()) | Err(SpoolError::Closed) => {
+            return (outcomes.iter().map(|(seq, _)| *seq).collect(), Vec::new());
+        }
+        Err(error) => error,
+    };
+    ComponentFailed {
+        component: &stream_id,
+        error: &error,
+    }
+    .emit();
+    let results = spool.complete_each(outcomes.clone()).await;
+    let mut recorded = Vec::new();
+    let mut refused = Vec::new();
+    for ((seq, outcome), result) in outcomes.into_iter().zip(results) {
+        match result {
+            Ok(()) | Err(SpoolError::Closed) => recorded.push(seq),
+            Err(_) => refused.push((seq, outcome)),
+        }
+    }
+    (recorded, refused)
+}
