@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -28,15 +28,21 @@ struct Receiver {
     /// Then answer 429 (Retry-After: 1) to this many.
     throttle: AtomicUsize,
     requests: AtomicUsize,
+    /// Bytes of body in a success answer (none: 204).
+    answer_bytes: AtomicUsize,
+    /// The client ports requests came from: one per connection.
+    peers: Mutex<std::collections::HashSet<u16>>,
 }
 
 async fn hook(
     State(r): State<Arc<Receiver>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(queue): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
     r.requests.fetch_add(1, Ordering::SeqCst);
+    r.peers.lock().unwrap().insert(peer.port());
     if r.fail_first.load(Ordering::SeqCst) > 0 {
         r.fail_first.fetch_sub(1, Ordering::SeqCst);
         return (
@@ -86,7 +92,10 @@ async fn hook(
             .or_default()
             .push(e["id"].as_str().unwrap().to_owned());
     }
-    (StatusCode::NO_CONTENT, HeaderMap::new(), "").into_response()
+    match r.answer_bytes.load(Ordering::SeqCst) {
+        0 => (StatusCode::NO_CONTENT, HeaderMap::new(), "").into_response(),
+        n => (StatusCode::OK, HeaderMap::new(), "x".repeat(n)).into_response(),
+    }
 }
 
 /// Serves the receiver on `addr` until the returned handle is aborted.
@@ -96,7 +105,12 @@ async fn serve(addr: SocketAddr, receiver: Arc<Receiver>) -> tokio::task::JoinHa
         .with_state(receiver);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     })
 }
 
@@ -136,6 +150,49 @@ async fn post_events(bus: &Deskbus, n: usize, extra: Value) -> Vec<String> {
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+/// A success answer's body is read to its end, so its connection serves
+/// the next request: 300 single posts, each answered with 256 KiB, travel
+/// over a few connections per concurrent sender (`concurrency` is 4; a
+/// sender may open a spare while its last connection is being handed back
+/// to the pool), not one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_a_body_leave_their_connection_reusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, web, sink): (SocketAddr, SocketAddr, SocketAddr) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let receiver = Arc::new(Receiver::default());
+    receiver.answer_bytes.store(256 * 1024, Ordering::SeqCst);
+    let _server = serve(sink, receiver.clone()).await;
+    let bus = Deskbus::start(
+        dir.path(),
+        &config(dir.path(), admin, web, sink, "single"),
+        admin,
+        web,
+    );
+    let ids = post_events(&bus, 300, json!(null)).await;
+    wait_for(Duration::from_secs(30), "300 events", || {
+        receiver
+            .received
+            .lock()
+            .unwrap()
+            .get("tickets")
+            .map_or(0, Vec::len)
+            >= 300
+    });
+    assert_eq!(
+        receiver.received.lock().unwrap()["tickets"].len(),
+        ids.len()
+    );
+    let connections = receiver.peers.lock().unwrap().len();
+    assert!(
+        connections <= 12,
+        "{connections} connections for 300 requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

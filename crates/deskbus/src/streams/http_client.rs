@@ -34,6 +34,25 @@ pub(crate) fn build_client(
         .map_err(|e| format!("cannot build http client: {e}"))
 }
 
+/// Most of a success answer's body that is read only to keep its
+/// connection: the client pools a connection again only once the body has
+/// been read to its end, and an unread one (beyond what came with the
+/// headers) closes it.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads the rest of `response` and drops it, so that its connection
+/// serves the next request; past [`DRAIN_LIMIT`] it gives up (the
+/// connection is closed). Errors are ignored: the answer was a success.
+pub(crate) async fn drain(mut response: reqwest::Response) {
+    let mut read = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len();
+        if read > DRAIN_LIMIT {
+            return;
+        }
+    }
+}
+
 /// A request that got no answer (connection refused, timeout...): retried.
 pub(crate) fn unreachable(url: &str, error: reqwest::Error) -> DeliveryError {
     DeliveryError::retryable(unreachable_reason(url, error))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub use config::{HttpAuth, HttpConfig, HttpMode};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::http_client::{Failure, build_client, unreachable, unreachable_reason};
+use super::http_client::{Failure, build_client, drain, unreachable, unreachable_reason};
 use super::{BoxFuture, Delivery, DeliveryError, Stream};
 
 pub(crate) struct HttpStream {
@@ -80,6 +80,7 @@ impl HttpStream {
         let response = request.send().await.map_err(|e| unreachable(url, e))?;
         // 2xx delivered; 408, 429 and 5xx retried; other statuses are permanent.
         if response.status().is_success() {
+            drain(response).await;
             return Ok(());
         }
         let failure = Failure::read(response).await;
