@@ -585,6 +585,65 @@ fn futures_block<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
 }
 
+/// A spool that refuses the commit (here a trigger; in life a full disk)
+/// leaves the job on the server: released with a delay after each refused
+/// commit, buried once reserved more than `max_attempts` times, never
+/// deleted or lost; and the source goes on once the spool takes commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_releases_the_job_and_buries_it_at_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = OwnServer::start();
+    let address = server.address();
+    let source = format!("address = \"{address}\"\ntubes = [\"t\"]\nmax_attempts = 2");
+    let deskbus = start(dir.path(), &source, "");
+    let spool = rusqlite::Connection::open(dir.path().join("data/spool.db")).unwrap();
+    spool.busy_timeout(Duration::from_secs(10)).unwrap();
+    spool
+        .execute_batch(
+            "CREATE TRIGGER full BEFORE INSERT ON entries
+             BEGIN SELECT RAISE(ABORT, 'the disk is full (test)'); END;",
+        )
+        .unwrap();
+    let job = put(&address, "t", 60, &[envelope(1)]).await[0];
+    let state = async || {
+        let stats = client(&address)
+            .await
+            .stats_job(job)
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            stats.get("state").unwrap_or_default().to_owned(),
+            stats.number("reserves"),
+            stats.number("releases"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state().await.0 != "buried" {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            state().await,
+            deskbus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Reserved three times: released after the first two refusals, buried
+    // at the third reserve, past `max_attempts`.
+    assert_eq!(state().await, ("buried".to_owned(), Some(3), Some(2)));
+    assert!(delivered(dir.path()).is_empty());
+    assert!(
+        deskbus.log().contains("the disk is full (test)"),
+        "{}",
+        deskbus.log()
+    );
+
+    spool.execute_batch("DROP TRIGGER full").unwrap();
+    put(&address, "t", 60, &[envelope(2)]).await;
+    let events = wait_delivered(dir.path(), 1, Duration::from_secs(20));
+    assert_eq!(events[0]["data"]["n"], 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_reserved_too_often_is_buried() {
     let dir = tempfile::tempdir().unwrap();
