@@ -147,6 +147,29 @@ async fn post_events(bus: &Deskbus, n: usize, extra: Value) -> Vec<String> {
     ids
 }
 
+/// deskbus posting what its webhook `web` takes to `sink`, in `mode`.
+fn start(
+    dir: &std::path::Path,
+    admin: SocketAddr,
+    web: SocketAddr,
+    sink: SocketAddr,
+    mode: &str,
+) -> Deskbus {
+    Deskbus::start(dir, &config(dir, admin, web, sink, mode), admin, web)
+}
+
+/// A free port on 127.0.0.1.
+fn loopback() -> SocketAddr {
+    ([127, 0, 0, 1], free_port()).into()
+}
+
+impl Receiver {
+    /// Events received for `queue`.
+    fn count(&self, queue: &str) -> usize {
+        self.received.lock().unwrap().get(queue).map_or(0, Vec::len)
+    }
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -160,34 +183,16 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_with_a_body_leave_their_connection_reusable() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web, sink): (SocketAddr, SocketAddr, SocketAddr) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
+    let (admin, web, sink) = (loopback(), loopback(), loopback());
     let receiver = Arc::new(Receiver::default());
     receiver.answer_bytes.store(256 * 1024, Ordering::SeqCst);
     let _server = serve(sink, receiver.clone()).await;
-    let bus = Deskbus::start(
-        dir.path(),
-        &config(dir.path(), admin, web, sink, "single"),
-        admin,
-        web,
-    );
+    let bus = start(dir.path(), admin, web, sink, "single");
     let ids = post_events(&bus, 300, json!(null)).await;
     wait_for(Duration::from_secs(30), "300 events", || {
-        receiver
-            .received
-            .lock()
-            .unwrap()
-            .get("tickets")
-            .map_or(0, Vec::len)
-            >= 300
+        receiver.count("tickets") >= 300
     });
-    assert_eq!(
-        receiver.received.lock().unwrap()["tickets"].len(),
-        ids.len()
-    );
+    assert_eq!(receiver.count("tickets"), ids.len());
     let connections = receiver.peers.lock().unwrap().len();
     assert!(
         connections <= 12,
@@ -198,33 +203,18 @@ async fn answers_with_a_body_leave_their_connection_reusable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_mode_retries_5xx_and_429_and_sends_idempotency_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web, sink): (SocketAddr, SocketAddr, SocketAddr) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
+    let (admin, web, sink) = (loopback(), loopback(), loopback());
     let receiver = Arc::new(Receiver::default());
     receiver.fail_first.store(5, Ordering::SeqCst);
     receiver.throttle.store(1, Ordering::SeqCst);
     let _server = serve(sink, receiver.clone()).await;
-    let bus = Deskbus::start(
-        dir.path(),
-        &config(dir.path(), admin, web, sink, "single"),
-        admin,
-        web,
-    );
+    let bus = start(dir.path(), admin, web, sink, "single");
     let (code, out, _) = check_connect(&bus.config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("stream out (http): ok"), "{out}");
     let ids = post_events(&bus, 500, json!(null)).await;
     wait_for(Duration::from_secs(30), "500 events", || {
-        receiver
-            .received
-            .lock()
-            .unwrap()
-            .get("tickets")
-            .map_or(0, Vec::len)
-            >= 500
+        receiver.count("tickets") >= 500
     });
     let got = receiver.received.lock().unwrap()["tickets"].clone();
     assert_eq!(sorted(got), sorted(ids.clone()), "each event exactly once");
@@ -235,19 +225,10 @@ async fn single_mode_retries_5xx_and_429_and_sends_idempotency_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_dead_letters_and_a_server_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web, sink): (SocketAddr, SocketAddr, SocketAddr) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
+    let (admin, web, sink) = (loopback(), loopback(), loopback());
     let receiver = Arc::new(Receiver::default());
     let server = serve(sink, receiver.clone()).await;
-    let bus = Deskbus::start(
-        dir.path(),
-        &config(dir.path(), admin, web, sink, "ndjson"),
-        admin,
-        web,
-    );
+    let bus = start(dir.path(), admin, web, sink, "ndjson");
     let mut ids = post_events(&bus, 2_000, json!(null)).await;
     // The receiver goes away in the middle of the run, then comes back.
     server.abort();
@@ -302,11 +283,7 @@ async fn poison_goes_to_dead_letters_and_a_server_restart_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_array_mode_batches_by_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, web, sink): (SocketAddr, SocketAddr, SocketAddr) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
+    let (admin, web, sink) = (loopback(), loopback(), loopback());
     let receiver = Arc::new(Receiver::default());
     let _server = serve(sink, receiver.clone()).await;
     let text = config(dir.path(), admin, web, sink, "json_array")
