@@ -348,10 +348,10 @@ impl Spool {
     }
 
     /// [`Spool::complete`] for each outcome alone, sent together: the writer
-    /// folds them into one transaction and, when one of them fails, commits
-    /// the others around it. For a caller whose combined command failed,
-    /// to find out which outcome the spool cannot take. One result per
-    /// outcome, in order.
+    /// folds them into as few transactions as it can and, when one of them
+    /// fails, commits the others around it. For a caller whose combined
+    /// command failed, to find out which outcome the spool cannot take. One
+    /// result per outcome, in order.
     pub async fn complete_each(
         &self,
         outcomes: Vec<(i64, Outcome)>,

@@ -53,11 +53,12 @@ fn poison(dir: &tempfile::TempDir, event_id: &str) {
 fn outcomes_sent_alone_are_recorded_around_one_the_spool_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
+    // First of three: results paired with the wrong outcomes would show.
     append(
         &spool,
         vec![
-            entry("a", "good-1"),
-            entry("b", "bad"),
+            entry("a", "bad"),
+            entry("b", "good-1"),
             entry("c", "good-2"),
         ],
     );

@@ -157,7 +157,11 @@ impl Dispatcher {
                     if !full {
                         // While outcomes are being committed the heads are still
                         // in flight; the completion wakes the loop, no need to poll.
-                        if tasks.is_empty() && !recorder.is_committing() {
+                        // Nor while refused outcomes wait: their entries are due
+                        // already (so `next_due` would say "now" at every pass),
+                        // and the recorder's deadline wakes the loop for them.
+                        if tasks.is_empty() && !recorder.is_committing() && recorder.waiting() == 0
+                        {
                             idle_for = self.until_next_due().await;
                         }
                         break;

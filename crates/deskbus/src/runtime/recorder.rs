@@ -70,6 +70,9 @@ impl Recorder {
     /// The outcomes of a finished batch, to be committed within
     /// [`OUTCOME_LINGER`] at the latest.
     pub(super) fn add(&mut self, outcomes: Vec<(i64, Outcome)>) {
+        if outcomes.is_empty() {
+            return;
+        }
         self.unrecorded.extend(outcomes);
         self.record_by
             .get_or_insert_with(|| Instant::now() + OUTCOME_LINGER);
@@ -115,8 +118,12 @@ impl Recorder {
             self.record_by = Some(at);
             self.retrying = true;
         }
-        let due = now || self.record_by.is_some_and(|by| by <= at);
-        if self.unrecorded.is_empty() || !due {
+        if self.unrecorded.is_empty() {
+            // No deadline without something to record: it would fire forever.
+            self.record_by = None;
+            return;
+        }
+        if !(now || self.record_by.is_some_and(|by| by <= at)) {
             return;
         }
         let outcomes = std::mem::take(&mut self.unrecorded);

@@ -40,17 +40,26 @@ pub(crate) fn build_client(
 /// headers) closes it.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
+/// Longest wait for the rest of a success answer's body: a body that
+/// trickles must not hold the delivery (and its outcome) for the whole
+/// request timeout.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Reads the rest of `response` and drops it, so that its connection
-/// serves the next request; past [`DRAIN_LIMIT`] it gives up (the
-/// connection is closed). Errors are ignored: the answer was a success.
+/// serves the next request; past [`DRAIN_LIMIT`] or [`DRAIN_TIMEOUT`] it
+/// gives up (the connection is closed). Errors are ignored: the answer was
+/// a success.
 pub(crate) async fn drain(mut response: reqwest::Response) {
-    let mut read = 0;
-    while let Ok(Some(chunk)) = response.chunk().await {
-        read += chunk.len();
-        if read > DRAIN_LIMIT {
-            return;
+    let read_all = async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > DRAIN_LIMIT {
+                return;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, read_all).await;
 }
 
 /// A request that got no answer (connection refused, timeout...): retried.
