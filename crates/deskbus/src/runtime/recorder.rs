@@ -6,9 +6,10 @@
 //! is busy they may also wait up to [`OUTCOME_LINGER`] for company.
 //!
 //! Invariant: an entry stays in flight (the dispatcher never fetches it
-//! again) until its outcome is on disk. The one exception is a commit task
-//! that dies without answering: its entries are freed, to be delivered
-//! again (at least once), rather than held forever.
+//! again) until its outcome is on disk. The exceptions free entries to be
+//! delivered again (at least once), never to be lost: a commit task that
+//! dies without answering, and outcomes the spool still refuses when the
+//! dispatcher stops (they stay pending for the next start).
 //!
 //! A commit the spool refuses is tried again outcome by outcome, so one
 //! outcome the spool keeps refusing holds back only its own entry (and its
