@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deskbus_spool::{Entry, Outcome, Spool, now_ms};
+use deskbus_spool::{Entry, Outcome, Spool, SpoolError, now_ms};
 use tokio::task::JoinSet;
 
 use super::Shutdown;
@@ -92,7 +92,10 @@ type BatchResult = (Vec<Entry>, Vec<Result<(), DeliveryError>>);
 type FetchResult = Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>>;
 
 impl Dispatcher {
-    pub(super) async fn run(self, mut shutdown: Shutdown) {
+    /// Runs until shutdown, or until the spool's writer has stopped
+    /// (`Err`): then no outcome can be recorded, and delivering on would
+    /// deliver the same entries again and again.
+    pub(super) async fn run(self, mut shutdown: Shutdown) -> Result<(), SpoolError> {
         let waker = self.spool.waker(&self.stream_id);
         // Fetched from the spool and not yet handed to a delivery task, plus
         // everything handed out whose outcome is not on disk yet. An entry in
@@ -122,7 +125,7 @@ impl Dispatcher {
                         else {
                             // Only when the runtime is going away.
                             tracing::warn!(stream = %self.stream_id, "spool read cancelled; dispatcher stops");
-                            return;
+                            return Ok(());
                         };
                         in_flight = returned;
                         match fetched {
@@ -169,7 +172,13 @@ impl Dispatcher {
                 }
             } else if tasks.is_empty() && recorder.is_drained() {
                 recorder.abandon();
-                return;
+                return Ok(());
+            }
+            if recorder.is_closed() {
+                return match shutdown.is_triggered() {
+                    true => Ok(()),
+                    false => Err(SpoolError::Closed),
+                };
             }
             let record_at = recorder.deadline();
             tokio::select! {

@@ -99,6 +99,12 @@ pub enum RunError {
     SourcePanicked { source_id: String, message: String },
     #[error("admin listener failed")]
     Admin(#[source] std::io::Error),
+    #[error("stream `{stream}` stopped")]
+    StreamStopped {
+        stream: String,
+        #[source]
+        source: deskbus_spool::SpoolError,
+    },
 }
 
 /// Opens the spool of `config`'s data directory.
@@ -212,9 +218,26 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             spool: spool.clone(),
             formats: formats.clone(),
         };
+        let (fatal, id, shutdown) = (fatal_tx.clone(), id.clone(), shutdown.clone());
         stream_tasks.push((
             format!("stream {id}"),
-            tokio::spawn(task.run(shutdown.clone())),
+            tokio::spawn(async move {
+                // Only a spool whose writer stopped ends a stream early: deskbus
+                // cannot record anything any more, so it stops too (and a
+                // supervisor starts it again).
+                if let Err(source) = task.run(shutdown).await {
+                    let error = RunError::StreamStopped {
+                        stream: id.clone(),
+                        source,
+                    };
+                    ComponentFailed {
+                        component: &id,
+                        error: &error,
+                    }
+                    .emit();
+                    let _ = fatal.send(error).await;
+                }
+            }),
         ));
     }
     let gauges = tokio::spawn(report_spool_depth(

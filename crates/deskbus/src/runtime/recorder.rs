@@ -9,7 +9,9 @@
 //! again) until its outcome is on disk. The exceptions free entries to be
 //! delivered again (at least once), never to be lost: a commit task that
 //! dies without answering, and outcomes the spool still refuses when the
-//! dispatcher stops (they stay pending for the next start).
+//! dispatcher stops (they stay pending for the next start). A spool whose
+//! writer has stopped frees nothing: the dispatcher stops (see
+//! [`Recorder::is_closed`]).
 //!
 //! A commit the spool refuses is tried again outcome by outcome, so one
 //! outcome the spool keeps refusing holds back only its own entry (and its
@@ -31,8 +33,15 @@ pub(super) const OUTCOME_LINGER: Duration = Duration::from_millis(1);
 const REFUSED_FIRST: Duration = Duration::from_millis(100);
 const REFUSED_MAX: Duration = Duration::from_secs(5);
 
-/// What a commit task answers: the seqs recorded, the outcomes refused.
-type Recorded = (Vec<i64>, Vec<(i64, Outcome)>);
+/// What a commit task answers.
+struct Recorded {
+    /// Seqs whose outcome is on disk.
+    recorded: Vec<i64>,
+    /// Outcomes the spool refused, even alone.
+    refused: Vec<(i64, Outcome)>,
+    /// The spool's writer has stopped: nothing can be recorded any more.
+    closed: bool,
+}
 
 pub(super) struct Recorder {
     spool: Spool,
@@ -50,6 +59,8 @@ pub(super) struct Recorder {
     backoff: Duration,
     /// The commit under way holds outcomes refused before.
     retrying: bool,
+    /// The spool's writer has stopped (see [`Recorder::is_closed`]).
+    closed: bool,
 }
 
 impl Recorder {
@@ -65,6 +76,7 @@ impl Recorder {
             retry_at: Instant::now(),
             backoff: REFUSED_FIRST,
             retrying: false,
+            closed: false,
         }
     }
 
@@ -77,6 +89,12 @@ impl Recorder {
         self.unrecorded.extend(outcomes);
         self.record_by
             .get_or_insert_with(|| Instant::now() + OUTCOME_LINGER);
+    }
+
+    /// The spool's writer has stopped while the dispatcher runs: no outcome
+    /// can be recorded, so delivering more would only deliver it again.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed
     }
 
     pub(super) fn is_committing(&self) -> bool {
@@ -144,7 +162,14 @@ impl Recorder {
         let seqs = std::mem::take(&mut self.under_way_seqs);
         let retried = std::mem::take(&mut self.retrying);
         match done {
-            Ok((recorded, refused)) => {
+            Ok(Recorded { closed: true, .. }) => {
+                // The entries stay in flight: the dispatcher stops.
+                self.closed = true;
+                Vec::new()
+            }
+            Ok(Recorded {
+                recorded, refused, ..
+            }) => {
                 if refused.is_empty() {
                     // The spool took back what it refused: start over.
                     if retried {
@@ -183,11 +208,20 @@ impl Recorder {
 /// cannot take), so that an outcome the spool keeps refusing holds back
 /// only its own entry.
 async fn record(spool: Spool, stream_id: String, outcomes: Vec<(i64, Outcome)>) -> Recorded {
+    let closed = Recorded {
+        recorded: Vec::new(),
+        refused: Vec::new(),
+        closed: true,
+    };
     let error = match spool.complete(outcomes.clone()).await {
-        // Closed: shutdown; the entries stay pending for the next start.
-        Ok(()) | Err(SpoolError::Closed) => {
-            return (outcomes.iter().map(|(seq, _)| *seq).collect(), Vec::new());
+        Ok(()) => {
+            return Recorded {
+                recorded: outcomes.iter().map(|(seq, _)| *seq).collect(),
+                refused: Vec::new(),
+                closed: false,
+            };
         }
+        Err(SpoolError::Closed) => return closed,
         Err(error) => error,
     };
     ComponentFailed {
@@ -200,9 +234,45 @@ async fn record(spool: Spool, stream_id: String, outcomes: Vec<(i64, Outcome)>) 
     let mut refused = Vec::new();
     for ((seq, outcome), result) in outcomes.into_iter().zip(results) {
         match result {
-            Ok(()) | Err(SpoolError::Closed) => recorded.push(seq),
+            Ok(()) => recorded.push(seq),
+            Err(SpoolError::Closed) => return closed,
             Err(_) => refused.push((seq, outcome)),
         }
     }
-    (recorded, refused)
+    Recorded {
+        recorded,
+        refused,
+        closed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deskbus_spool::{AppendBatch, NewEntry, SpoolOptions};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_spool_is_reported_not_taken_for_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap();
+        spool
+            .append(AppendBatch {
+                entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
+                ..AppendBatch::default()
+            })
+            .await
+            .unwrap();
+        let mut recorder = Recorder::new(spool.clone(), "out".into());
+        recorder.add(vec![(1, Outcome::Delivered)]);
+        spool.close();
+        recorder.start(true);
+        assert!(recorder.is_committing());
+        assert_eq!(
+            recorder.finished().await,
+            Vec::<i64>::new(),
+            "nothing freed"
+        );
+        assert!(recorder.is_closed());
+    }
 }
