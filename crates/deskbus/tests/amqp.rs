@@ -18,16 +18,12 @@ use std::time::{Duration, Instant};
 
 use conformance::{StreamKind, collect_until, events, ids, post, start_deskbus};
 use lapin::message::DeliveryResult;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
+use util::rabbitmq::{AppGuard, URL, connect, declare, delete, rabbitmqctl};
 use util::*;
-
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A message as the test consumer received it.
 #[derive(Debug, Clone)]
@@ -41,15 +37,6 @@ type Inbox = Arc<Mutex<Vec<Received>>>;
 
 /// The broker is shared: the restart test takes it alone, the others share it.
 static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-async fn connect() -> Connection {
-    match Connection::connect(URL, ConnectionProperties::default()).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "RabbitMQ is not reachable on 127.0.0.1:5672 ({e}); run `scripts/services rabbitmq`"
-        ),
-    }
-}
 
 /// The amqp stream kind: an exchange and a queue of the test's own, and a
 /// consumer task that reconnects by itself (the broker may restart) and
@@ -115,60 +102,8 @@ impl Amqp {
     /// Deletes the queue and the exchange (the broker is shared).
     async fn cleanup(self) {
         self.consumer.abort();
-        let c = connect().await;
-        let channel = c.create_channel().await.unwrap();
-        let _ = channel
-            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = channel
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = c.close(200, "clean up".into()).await;
+        delete(connect().await, &self.exchange, &self.queue).await;
     }
-}
-
-/// Declares the exchange as deskbus does (durable topic) and a durable
-/// queue that the broker deletes after 10 minutes unused, should a failed
-/// test leave it behind.
-async fn declare(channel: &Channel, exchange: &str, queue: &str, binding: &str) {
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            arguments,
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            binding.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
 }
 
 /// Consumes `queue` forever, reconnecting after a broker restart.
@@ -262,7 +197,7 @@ impl StreamKind for Amqp {
 
     async fn restart_server(&mut self, down: Duration) {
         let guard = AppGuard;
-        tokio::task::spawn_blocking(|| rabbitmqctl("stop_app"))
+        tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
             .await
             .unwrap();
         tokio::time::sleep(down).await;
@@ -270,39 +205,6 @@ impl StreamKind for Amqp {
             .await
             .unwrap();
     }
-}
-
-/// Starts the broker's app when dropped: whatever happens to the test, the
-/// shared broker is left running.
-struct AppGuard;
-
-impl Drop for AppGuard {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed test unwinds.
-        match Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            other => eprintln!(
-                "rabbitmqctl start_app failed ({other:?}); run `scripts/services rabbitmq`"
-            ),
-        }
-    }
-}
-
-fn rabbitmqctl(command: &str) {
-    let out = Command::new("rabbitmqctl")
-        .args(["-q", command])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run rabbitmqctl ({e}); `scripts/services rabbitmq` installs it")
-        });
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {command} failed (`scripts/services rabbitmq` recovers the broker): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn addresses() -> (SocketAddr, SocketAddr) {

@@ -17,34 +17,22 @@ mod util;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ExchangeDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 use serde_json::{Value, json};
+use util::rabbitmq::{AppGuard, URL, connect, delete, rabbitmqctl, ready_messages};
 use util::*;
 
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const XIVO: &str = "ca7f87e9-c2c8-5fad-ba1b-c3140ebb9be3";
 
 /// The broker is shared: the restart test takes it alone, the others share it.
 static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-async fn connect() -> Connection {
-    match Connection::connect(URL, ConnectionProperties::default()).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "RabbitMQ is not reachable on 127.0.0.1:5672 ({e}); run `scripts/services rabbitmq`"
-        ),
-    }
-}
 
 /// A test's exchange and queue names, a publisher on a confirm-mode
 /// channel, and the deskbus consuming them into `<dir>/out/events.ndjson`.
@@ -117,35 +105,12 @@ impl Bus {
 
     /// Messages ready in the test's queue (not counting unacknowledged ones).
     async fn ready_messages(&self) -> u32 {
-        let channel = self.connection.create_channel().await.unwrap();
-        let queue = channel
-            .queue_declare(
-                self.queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let _ = channel.close(200, "ok".into()).await;
-        queue.message_count()
+        ready_messages(&self.connection, &self.queue).await
     }
 
     /// Deletes the queue and the exchange (the broker is shared).
     async fn cleanup(self) {
-        let channel = self.connection.create_channel().await.unwrap();
-        let _ = channel
-            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = channel
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = self.connection.close(200, "clean up".into()).await;
+        delete(self.connection, &self.exchange, &self.queue).await;
     }
 }
 
@@ -940,42 +905,6 @@ async fn kill_9_under_load_loses_nothing_and_repeats_only_what_was_in_flight() {
     assert!(deskbus.terminate().success());
     assert_eq!(bus.ready_messages().await, 0);
     bus.cleanup().await;
-}
-
-/// Starts the broker's app when dropped: whatever happens to the test, the
-/// shared broker is left running.
-struct AppGuard;
-
-impl Drop for AppGuard {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed test unwinds.
-        match Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            other => eprintln!(
-                "rabbitmqctl start_app failed ({other:?}); run `scripts/services rabbitmq`"
-            ),
-        }
-    }
-}
-
-/// Runs `rabbitmqctl -q <args>`; its standard output.
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run rabbitmqctl ({e}); `scripts/services rabbitmq` installs it")
-        });
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed (`scripts/services rabbitmq` recovers the broker): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,29 +10,17 @@
 
 use std::time::Duration;
 
-use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::Connection;
 
 use super::common::wait_count;
 
-pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-pub async fn connect() -> Connection {
-    Connection::connect(URL, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RabbitMQ is not reachable on 127.0.0.1:5672 ({e}); run `scripts/services rabbitmq`"
-            )
-        })
-}
+// The tests' helpers for the same broker.
+#[path = "../../tests/util/rabbitmq.rs"]
+mod shared;
+pub use shared::{URL, connect};
 
 /// A durable topic exchange and a durable queue bound with `#`, as deskbus
-/// declares them; deleted on [`Topology::delete`].
+/// declares them ([`shared::declare`]); deleted on [`Topology::delete`].
 pub struct Topology {
     pub connection: Connection,
     pub exchange: String,
@@ -45,37 +33,8 @@ impl Topology {
         let connection = connect().await;
         let exchange = format!("deskbus.bench.{name}.{}", std::process::id());
         let queue = format!("{exchange}.q");
-        let c = connection.create_channel().await.unwrap();
-        c.exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        c.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        c.queue_bind(
-            queue.as_str().into(),
-            exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        shared::declare(&channel, &exchange, &queue, "#").await;
         Topology {
             connection,
             exchange,
@@ -85,20 +44,7 @@ impl Topology {
 
     /// Messages ready in the queue.
     pub async fn messages(&self) -> usize {
-        let c = self.connection.create_channel().await.unwrap();
-        let q = c
-            .queue_declare(
-                self.queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let _ = c.close(200, "ok".into()).await;
-        q.message_count() as usize
+        shared::ready_messages(&self.connection, &self.queue).await as usize
     }
 
     /// Waits until the queue holds `total` messages.
@@ -110,16 +56,6 @@ impl Topology {
     }
 
     pub async fn delete(self) {
-        let c = self.connection.create_channel().await.unwrap();
-        let _ = c
-            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = c
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = self.connection.close(200, "ok".into()).await;
+        shared::delete(self.connection, &self.exchange, &self.queue).await;
     }
 }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "amqp")]
+pub mod rabbitmq;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_deskbus");
 
 /// reqwest is built without a TLS crypto provider (ring is installed by the
