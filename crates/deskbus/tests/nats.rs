@@ -266,8 +266,17 @@ fn check_connect(dir: &std::path::Path, kind: &Nats) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// The tests of this file run one at a time. Run all at once on two cores,
+/// the auth test's deskbus failed about half the time: its
+/// client reported "disconnected" 12 ms after connecting while the server
+/// still held the connection, then every reconnect failed with "IO error"
+/// and never reached the server. Not understood yet (see issue #3); no pair
+/// of these tests reproduces it, one at a time none does.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connect_reaches_the_server_or_says_why_not() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let kind = Nats::shared().await;
     let (code, out) = check_connect(dir.path(), &kind);
@@ -292,6 +301,7 @@ async fn check_connect_reaches_the_server_or_says_why_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_sequential_and_parallel_posts_exactly() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut kind = Nats::shared().await;
     conformance::sequential_and_parallel_delivery(&mut kind, dir.path()).await;
@@ -300,6 +310,7 @@ async fn delivers_sequential_and_parallel_posts_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_through_a_server_restart() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     const TOTAL: u64 = 10_000;
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -337,6 +348,7 @@ async fn at_least_once_through_a_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_events_go_to_dead_letters_and_the_rest_flows() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // Messages of at most 1 KiB, so one big ticket is a poison event.
     let mut kind = Nats::own("max_payload: 1024\n", &[]);
@@ -386,6 +398,7 @@ async fn poison_events_go_to_dead_letters_and_the_rest_flows() {
 /// operator creates one, then everything flows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wait_for_a_missing_stream() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut kind = Nats::shared().await;
     let prefix = kind.prefix.clone();
@@ -438,6 +451,7 @@ async fn events_wait_for_a_missing_stream() {
 /// never dead-lettered, and never logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticates_with_user_and_password() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mut kind = Nats::own("", &["--user", "deskbus", "--pass", "s3cret-pw"]);
     kind.user = Some(("deskbus".into(), "s3cret-pw".into()));
     let plain_url = kind.url.clone();
