@@ -9,7 +9,7 @@ mod util;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use conformance::{StreamKind, collect_until, events, ids, post, start_deskbus};
@@ -22,7 +22,7 @@ const SHARED: &str = "127.0.0.1:11300";
 /// A beanstalkd started by the test: on a free port, with a binlog in a
 /// temporary directory so that jobs survive a restart. Killed on drop.
 struct OwnServer {
-    child: Option<Child>,
+    process: conformance::ServerProcess,
     port: u16,
     binlog: tempfile::TempDir,
     args: Vec<String>,
@@ -31,7 +31,7 @@ struct OwnServer {
 impl OwnServer {
     fn start(args: &[&str]) -> OwnServer {
         let mut server = OwnServer {
-            child: None,
+            process: conformance::ServerProcess::new("beanstalkd"),
             port: free_port(),
             binlog: tempfile::tempdir().unwrap(),
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -46,24 +46,13 @@ impl OwnServer {
             .args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-b"])
             .arg(self.binlog.path())
             .args(&self.args);
-        self.child = Some(conformance::spawn_server(
-            command,
-            "beanstalkd",
-            "beanstalkd",
-            self.port,
-            Duration::from_secs(10),
-        ));
+        self.process
+            .spawn(command, "beanstalkd", self.port, Duration::from_secs(10));
     }
 
     /// kill -9: what the server wrote to its binlog is all that survives.
     fn kill(&mut self) {
-        conformance::kill_server(&mut self.child);
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

@@ -29,7 +29,7 @@ const SHARED: &str = "127.0.0.1:11300";
 /// restart (written at every change, `-f 0`: a delete acknowledged before
 /// a kill -9 stays deleted). Killed on drop.
 struct OwnServer {
-    child: Option<Child>,
+    process: conformance::ServerProcess,
     port: u16,
     binlog: tempfile::TempDir,
 }
@@ -37,7 +37,7 @@ struct OwnServer {
 impl OwnServer {
     fn start() -> OwnServer {
         let mut server = OwnServer {
-            child: None,
+            process: conformance::ServerProcess::new("beanstalkd"),
             port: free_port(),
             binlog: tempfile::tempdir().unwrap(),
         };
@@ -58,27 +58,16 @@ impl OwnServer {
                 "-b",
             ])
             .arg(self.binlog.path());
-        self.child = Some(conformance::spawn_server(
-            command,
-            "beanstalkd",
-            "beanstalkd",
-            self.port,
-            Duration::from_secs(10),
-        ));
+        self.process
+            .spawn(command, "beanstalkd", self.port, Duration::from_secs(10));
     }
 
     fn kill(&mut self) {
-        conformance::kill_server(&mut self.child);
+        self.process.kill();
     }
 
     fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

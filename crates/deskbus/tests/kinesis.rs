@@ -13,7 +13,7 @@ mod util;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -198,7 +198,7 @@ fn moto_missing(endpoint: &str) -> ! {
 /// a restart closes the proxy, drains what moto stored, stops moto, starts
 /// a fresh one, re-creates the streams, and opens the proxy again.
 struct OwnMoto {
-    child: Option<Child>,
+    process: conformance::ServerProcess,
     port: u16,
     up: tokio::sync::watch::Sender<bool>,
     proxy_port: u16,
@@ -211,7 +211,7 @@ impl OwnMoto {
         let proxy_port = listener.local_addr().unwrap().port();
         let (up, up_rx) = tokio::sync::watch::channel(false);
         let mut moto = OwnMoto {
-            child: None,
+            process: conformance::ServerProcess::new("moto_server"),
             port: free_port(),
             up,
             proxy_port,
@@ -238,23 +238,12 @@ impl OwnMoto {
         command
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        self.child = Some(conformance::spawn_server(
-            command,
-            "moto_server",
-            "moto",
-            self.port,
-            Duration::from_secs(20),
-        ));
+        self.process
+            .spawn(command, "moto", self.port, Duration::from_secs(20));
     }
 
     fn kill(&mut self) {
-        conformance::kill_server(&mut self.child);
-    }
-}
-
-impl Drop for OwnMoto {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

@@ -268,47 +268,99 @@ where
     }
 }
 
-/// Starts a test's own server process and waits until it answers on
-/// `port`; panics naming the `scripts/services` entry that installs it.
-pub fn spawn_server(
-    mut command: std::process::Command,
-    name: &str,
-    service: &str,
-    port: u16,
-    wait: Duration,
-) -> std::process::Child {
-    let mut child = command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {name} ({e}); `scripts/services {service}` installs it")
-        });
-    let deadline = Instant::now() + wait;
-    loop {
-        // Ours must still run: one that could not bind has exited, and what
-        // answers on the port would be somebody else.
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "our {name} exited ({status}) before answering on port {port}; is the port taken?"
+/// A test's own server process (beanstalkd, nats-server, moto): started on
+/// a port of the test's, killed -9 on `kill` and on drop. Its stderr goes
+/// to a file, so that a failing test says whether the server had died under
+/// it and what it said; nats-server 2.9's panics, for one, go only there.
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    name: &'static str,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl ServerProcess {
+    pub fn new(name: &'static str) -> ServerProcess {
+        ServerProcess {
+            child: None,
+            name,
+            stderr: tempfile::NamedTempFile::new().unwrap(),
+        }
+    }
+
+    /// Starts `command` and waits until it answers on `port`; panics naming
+    /// the `scripts/services` entry that installs it.
+    pub fn spawn(
+        &mut self,
+        mut command: std::process::Command,
+        service: &str,
+        port: u16,
+        wait: Duration,
+    ) {
+        let name = self.name;
+        // Appended: a restarted server's stderr follows the first one's.
+        let stderr = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.stderr.path())
+            .unwrap();
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name} ({e}); `scripts/services {service}` installs it")
+            });
+        let deadline = Instant::now() + wait;
+        loop {
+            // Ours must still run: one that could not bind has exited, and
+            // what answers on the port would be somebody else.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "our {name} exited ({status}) before answering on port {port}; \
+                     is the port taken?\n{}",
+                    self.stderr_text()
+                );
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                self.child = Some(child);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "our {name} never answered on port {port}"
             );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
+    }
+
+    /// kill -9, if it runs: only what it stored survives.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        assert!(
-            Instant::now() < deadline,
-            "our {name} never answered on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 }
 
-/// kill -9 a test's own server, if it runs: only what it stored survives.
-pub fn kill_server(child: &mut Option<std::process::Child>) {
-    if let Some(mut child) = child.take() {
-        let _ = child.kill();
-        let _ = child.wait();
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(child) = &mut self.child
+        {
+            match child.try_wait() {
+                Ok(Some(status)) => eprintln!("--- our {} had died: {status} ---", self.name),
+                _ => eprintln!("--- our {} was still running ---", self.name),
+            }
+            let stderr = self.stderr_text();
+            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        self.kill();
     }
 }
 
