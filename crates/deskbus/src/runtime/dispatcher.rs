@@ -2,6 +2,7 @@
 //! records each outcome. An entry leaves the spool only when the stream
 //! confirmed it (or it went to dead letters).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -401,14 +402,12 @@ async fn deliver(
         match shape(format, entry).and_then(|payload| Ok((queue_of(format, entry)?, payload))) {
             Ok((queue, payload)) => {
                 deliveries.push(Delivery {
-                    event_id: entry.event_id.clone(),
-                    use_case: entry.use_case.clone(),
-                    order_key: entry.order_key.clone(),
+                    event_id: &entry.event_id,
+                    use_case: &entry.use_case,
+                    order_key: &entry.order_key,
                     queue,
                     payload,
-                    content_type: format
-                        .map_or("application/json", |f| f.content_type())
-                        .to_owned(),
+                    content_type: format.map_or("application/json", |f| f.content_type()),
                 });
                 positions.push(i);
             }
@@ -430,9 +429,9 @@ async fn deliver(
 
 /// The entry's queue; an entry replayed from a routing-time dead letter has
 /// none yet, and gets it from the use case's current template.
-fn queue_of(format: Option<&UseCaseFormat>, entry: &Entry) -> Result<String, String> {
+fn queue_of<'a>(format: Option<&UseCaseFormat>, entry: &'a Entry) -> Result<Cow<'a, str>, String> {
     if !entry.queue.is_empty() {
-        return Ok(entry.queue.clone());
+        return Ok(Cow::Borrowed(&entry.queue));
     }
     let template = format
         .and_then(|f| f.queue.as_ref())
@@ -441,17 +440,18 @@ fn queue_of(format: Option<&UseCaseFormat>, entry: &Entry) -> Result<String, Str
         .map_err(|e| format!("spooled event is not readable: {e}"))?;
     template
         .render(&event)
+        .map(Cow::Owned)
         .map_err(|e| format!("queue template {:?}: {e}", template.as_str()))
 }
 
-fn shape(format: Option<&UseCaseFormat>, entry: &Entry) -> Result<Vec<u8>, String> {
+fn shape<'a>(format: Option<&UseCaseFormat>, entry: &'a Entry) -> Result<Cow<'a, [u8]>, String> {
     match format {
-        None => Ok(entry.payload.clone()),
-        Some(format) if format.is_passthrough() => Ok(entry.payload.clone()),
+        None => Ok(Cow::Borrowed(&entry.payload)),
+        Some(format) if format.is_passthrough() => Ok(Cow::Borrowed(&entry.payload)),
         Some(format) => {
             let event: deskbus_event::Event = serde_json::from_slice(&entry.payload)
                 .map_err(|e| format!("spooled event is not readable: {e}"))?;
-            format.encode(&event)
+            format.encode(&event).map(Cow::Owned)
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod nats;
 pub mod osticket;
 pub mod stdout;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -190,24 +191,28 @@ pub(crate) fn parse_config(t: &Table<'_, '_, '_>) -> Option<StreamConfig> {
     }
 }
 
-/// One entry handed to a stream.
+/// One entry handed to a stream. It borrows from the spooled entry: a
+/// batch is handed over and dropped per delivery attempt, and copying each
+/// field of every event again cost the dispatcher an allocation apiece.
 #[derive(Debug, Clone)]
-pub(crate) struct Delivery {
+pub(crate) struct Delivery<'a> {
     /// The idempotency key; broker streams send it as `message_id` / `Nats-Msg-Id`.
     #[allow(dead_code)]
-    pub event_id: String,
-    /// The destination inside the stream, already rendered from the use case's template.
-    pub queue: String,
-    /// The bytes to send, already formatted.
-    pub payload: Vec<u8>,
+    pub event_id: &'a str,
+    /// The destination inside the stream, already rendered from the use
+    /// case's template (owned only when rendered here, for a replayed entry).
+    pub queue: Cow<'a, str>,
+    /// The bytes to send, already formatted (borrowed when the use case
+    /// passes the spooled event through unchanged).
+    pub payload: Cow<'a, [u8]>,
     /// What the payload is, from the use case's format (`application/json`...).
-    pub content_type: String,
+    pub content_type: &'a str,
     /// The use case that produced this entry: one event taken by two use
     /// cases is two entries, which a de-duplicating server must tell apart.
-    pub use_case: String,
+    pub use_case: &'a str,
     /// Entries with the same key are delivered in order (a ticket's events);
     /// a partitioned stream keeps them in one partition.
-    pub order_key: String,
+    pub order_key: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +246,7 @@ pub(crate) trait Stream: Send + Sync {
     /// Delivers `batch`; the result has one entry per delivery, in order.
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>>;
 
     /// Checks that the stream can be reached (`deskbus check --connect`).

@@ -42,10 +42,14 @@ impl AmqpStream {
         })
     }
 
-    fn properties(&self, delivery: &Delivery, timestamp: u64) -> Result<BasicProperties, String> {
-        let message_id = ShortString::try_new(delivery.event_id.as_str())
+    fn properties(
+        &self,
+        delivery: &Delivery<'_>,
+        timestamp: u64,
+    ) -> Result<BasicProperties, String> {
+        let message_id = ShortString::try_new(delivery.event_id)
             .map_err(|e| format!("event id as message_id: {e}"))?;
-        let content_type = ShortString::try_new(delivery.content_type.as_str())
+        let content_type = ShortString::try_new(delivery.content_type)
             .map_err(|e| format!("content type {:?}: {e}", delivery.content_type))?;
         let mut properties = BasicProperties::default()
             .with_message_id(message_id)
@@ -66,7 +70,7 @@ impl AmqpStream {
     async fn publish(
         &self,
         lease: &Lease,
-        batch: &[Delivery],
+        batch: &[Delivery<'_>],
         todo: Vec<(usize, ShortString, BasicProperties)>,
         results: &mut [Result<(), DeliveryError>],
     ) -> Health {
@@ -155,7 +159,7 @@ impl AmqpStream {
             let id = message.delivery.properties.message_id().clone();
             let key = message.delivery.routing_key.as_str();
             let owner = batch.iter().enumerate().position(|(i, d)| {
-                Some(d.event_id.as_str()) == id.as_ref().map(|s| s.as_str())
+                Some(d.event_id) == id.as_ref().map(|s| s.as_str())
                     && d.queue == key
                     && !matches!(results[i], Err(DeliveryError::Permanent { .. }))
             });
@@ -199,7 +203,7 @@ impl Health {
 impl Stream for AmqpStream {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
@@ -208,7 +212,7 @@ impl Stream for AmqpStream {
                 .map_or(0, |d| d.as_secs());
             let mut todo = Vec::with_capacity(batch.len());
             for (i, delivery) in batch.iter().enumerate() {
-                let routing_key = ShortString::try_new(delivery.queue.as_str()).map_err(|_| {
+                let routing_key = ShortString::try_new(&*delivery.queue).map_err(|_| {
                     format!(
                         "routing key of {} bytes is longer than AMQP's 255",
                         delivery.queue.len()
@@ -264,16 +268,18 @@ impl Stream for AmqpStream {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
 
-    fn delivery(queue: &str) -> Delivery {
+    fn delivery(queue: &str) -> Delivery<'_> {
         Delivery {
             use_case: "tickets".into(),
             order_key: "ticket:1".into(),
             event_id: "0197a3c0-0000-7000-8000-000000000000".into(),
             queue: queue.into(),
             content_type: "application/json".into(),
-            payload: b"{}".to_vec(),
+            payload: Cow::Borrowed(b"{}"),
         }
     }
 
@@ -286,7 +292,7 @@ mod tests {
         })
         .unwrap();
         let mut oversized = delivery("ticket.created");
-        oversized.payload = vec![b'x'; stream.config.max_message_size + 1];
+        oversized.payload = vec![b'x'; stream.config.max_message_size + 1].into();
         let results = stream
             .deliver(&[
                 delivery(&"k".repeat(256)),

@@ -26,7 +26,7 @@ impl BeanstalkStream {
         }
     }
 
-    fn job<'a>(&self, delivery: &'a Delivery) -> Job<'a> {
+    fn job<'a>(&self, delivery: &'a Delivery<'a>) -> Job<'a> {
         // In range: the config accepts only whole seconds up to u32::MAX.
         Job {
             priority: self.config.priority,
@@ -38,7 +38,7 @@ impl BeanstalkStream {
 
     fn outcome(
         &self,
-        delivery: &Delivery,
+        delivery: &Delivery<'_>,
         result: Result<Put, Error>,
     ) -> Result<(), DeliveryError> {
         match result {
@@ -72,7 +72,7 @@ impl BeanstalkStream {
 impl Stream for BeanstalkStream {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
@@ -119,14 +119,14 @@ impl Stream for BeanstalkStream {
 mod tests {
     use super::*;
 
-    fn delivery(queue: &str, payload: &[u8]) -> Delivery {
+    fn delivery<'a>(queue: &'a str, payload: &'a [u8]) -> Delivery<'a> {
         Delivery {
             use_case: "tickets".into(),
             order_key: "ticket:1".into(),
             event_id: "id".into(),
             queue: queue.into(),
             content_type: "application/json".into(),
-            payload: payload.to_vec(),
+            payload: payload.into(),
         }
     }
 

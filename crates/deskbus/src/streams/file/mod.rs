@@ -41,7 +41,7 @@ impl FileStream {
 impl Stream for FileStream {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
@@ -124,14 +124,14 @@ fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn delivery(queue: &str, payload: &str) -> Delivery {
+    fn delivery<'a>(queue: &'a str, payload: &'a str) -> Delivery<'a> {
         Delivery {
             use_case: "tickets".into(),
             order_key: "ticket:1".into(),
             event_id: "id".into(),
             queue: queue.into(),
             content_type: "application/json".into(),
-            payload: payload.as_bytes().to_vec(),
+            payload: payload.as_bytes().into(),
         }
     }
 
@@ -204,7 +204,8 @@ mod tests {
             std::fs::read_to_string(dir.path().join("out/t.ndjson")).unwrap(),
             "{\"torn\nx\n"
         );
-        let many: Vec<Delivery> = (0..200).map(|i| delivery(&format!("q{i}"), "y")).collect();
+        let queues: Vec<String> = (0..200).map(|i| format!("q{i}")).collect();
+        let many: Vec<Delivery> = queues.iter().map(|q| delivery(q, "y")).collect();
         assert!(s.deliver(&many).await.iter().all(Result::is_ok));
         assert!(s.files.lock().unwrap().open_count() <= 64);
     }

@@ -33,7 +33,7 @@ impl HttpStream {
     }
 
     /// One request body for `members` of `batch`, in the configured batch mode.
-    fn batch_body(&self, batch: &[Delivery], members: &[usize]) -> (&'static str, Vec<u8>) {
+    fn batch_body(&self, batch: &[Delivery<'_>], members: &[usize]) -> (&'static str, Vec<u8>) {
         let mut body = Vec::new();
         if self.config.mode == HttpMode::Ndjson {
             for &i in members {
@@ -107,7 +107,7 @@ fn percent_encode(text: &str) -> String {
 impl Stream for HttpStream {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             if self.config.mode == HttpMode::Single {
@@ -117,7 +117,7 @@ impl Stream for HttpStream {
                 for d in batch {
                     let url = self.url_for(&d.queue);
                     results.push(
-                        self.send(&url, &d.content_type, Some(&d.event_id), d.payload.clone())
+                        self.send(&url, d.content_type, Some(d.event_id), d.payload.to_vec())
                             .await,
                     );
                 }

@@ -33,9 +33,13 @@ impl NatsStream {
         })
     }
 
+    fn subject(&self, delivery: &Delivery<'_>) -> String {
+        format!("{}{}", self.prefix, delivery.queue)
+    }
+
     /// The message for `delivery`, or why it can never be sent.
-    fn outgoing(&self, delivery: &Delivery) -> Result<Outgoing, DeliveryError> {
-        let subject = format!("{}{}", self.prefix, delivery.queue);
+    fn outgoing(&self, delivery: &Delivery<'_>) -> Result<Outgoing, DeliveryError> {
+        let subject = self.subject(delivery);
         subject::check_publish_subject(&subject).map_err(DeliveryError::permanent)?;
         let mut headers = HeaderMap::new();
         let header = |name: &str, value: &str| {
@@ -56,14 +60,13 @@ impl NatsStream {
         Ok(Outgoing {
             subject,
             headers,
-            payload: delivery.payload.clone(),
+            payload: delivery.payload.to_vec(),
         })
     }
 
     fn outcome(
         &self,
-        delivery: &Delivery,
-        subject: &str,
+        delivery: &Delivery<'_>,
         result: Result<PublishAck, PublishError>,
     ) -> Result<(), DeliveryError> {
         match result {
@@ -72,7 +75,7 @@ impl NatsStream {
                     // Stored by an earlier attempt whose ack was lost.
                     tracing::debug!(
                         url = %self.client.url(),
-                        subject,
+                        subject = %self.subject(delivery),
                         stream = %ack.stream,
                         seq = ack.sequence,
                         event_id = %delivery.event_id,
@@ -81,7 +84,11 @@ impl NatsStream {
                 }
                 Ok(())
             }
-            Err(error) => Err(classify(subject, delivery.payload.len(), &error)),
+            Err(error) => Err(classify(
+                &self.subject(delivery),
+                delivery.payload.len(),
+                &error,
+            )),
         }
     }
 }
@@ -120,7 +127,7 @@ fn jetstream_error_code(error: &PublishError) -> Option<ErrorCode> {
 impl Stream for NatsStream {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
@@ -148,14 +155,14 @@ impl Stream for NatsStream {
                     return results;
                 }
             };
-            let subjects: Vec<String> = messages.iter().map(|m| m.subject.clone()).collect();
             let acks = self.client.publish(&context, messages).await;
             let mut stream_missing = false;
-            for ((&i, subject), ack) in members.iter().zip(&subjects).zip(acks) {
+            for (&i, ack) in members.iter().zip(acks) {
                 stream_missing |= ack
                     .as_ref()
                     .is_err_and(|e| e.kind() == PublishErrorKind::StreamNotFound);
-                results[i] = self.outcome(&batch[i], subject, ack);
+                // The subject is built again only to name it in a failure.
+                results[i] = self.outcome(&batch[i], ack);
             }
             if stream_missing {
                 self.client.stream_missing().await;
@@ -171,16 +178,18 @@ impl Stream for NatsStream {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
 
-    fn delivery(queue: &str, id: &str) -> Delivery {
+    fn delivery<'a>(queue: &'a str, id: &'a str) -> Delivery<'a> {
         Delivery {
             use_case: "tickets".into(),
             order_key: "ticket:1".into(),
             event_id: id.into(),
             queue: queue.into(),
             content_type: "application/json".into(),
-            payload: b"{}".to_vec(),
+            payload: Cow::Borrowed(b"{}"),
         }
     }
 

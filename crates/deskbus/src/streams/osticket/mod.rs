@@ -36,7 +36,7 @@ impl OsticketStream {
         })
     }
 
-    async fn deliver_one(&self, d: &Delivery) -> Result<(), DeliveryError> {
+    async fn deliver_one(&self, d: &Delivery<'_>) -> Result<(), DeliveryError> {
         // One event taken by two use cases is two tickets.
         let local_id = format!("{}/{}", d.event_id, d.use_case);
         if let Some(number) = self.recorded(&local_id).await? {
@@ -49,7 +49,7 @@ impl OsticketStream {
             .emit();
             return Ok(());
         }
-        let number = self.client.create(d.payload.clone()).await?;
+        let number = self.client.create(d.payload.to_vec()).await?;
         let recorded = match number.is_empty() {
             true => false,
             false => self.record(&local_id, &number).await,
@@ -107,7 +107,7 @@ impl OsticketStream {
 impl Stream for OsticketStream {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             // Sequential within a batch: the dispatcher runs `concurrency`

@@ -19,7 +19,7 @@ impl StdoutStream {
 impl Stream for StdoutStream {
     fn deliver<'a>(
         &'a self,
-        batch: &'a [Delivery],
+        batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             let mut bytes = Vec::new();
