@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use deskbus_event::{EnvelopeInput, Event};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 pub use auth::sign;
@@ -148,7 +149,7 @@ async fn handle(
     .emit();
     let mut events: Vec<Event> = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
-        let event = serde_json::from_value::<EnvelopeInput>(input)
+        let event = serde_json::from_str::<EnvelopeInput>(input.get())
             .map_err(|e| e.to_string())
             .and_then(|input| {
                 input
@@ -200,8 +201,11 @@ async fn handle(
     }
 }
 
-/// One JSON object, a JSON array of objects, or NDJSON lines.
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, String> {
+/// One JSON object, a JSON array of objects, or NDJSON lines: each item's
+/// text, checked to be JSON but not parsed into a tree. Each is parsed once,
+/// straight into an [`EnvelopeInput`]; building a `Value` for the whole body
+/// first cost a fifth of deskbus's CPU under load, for a tree thrown away.
+fn parse_body<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<Vec<&'b RawValue>, String> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -222,18 +226,25 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, String> {
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
             .map(|(n, line)| {
-                serde_json::from_str::<Value>(line)
+                serde_json::from_str::<&RawValue>(line)
                     .map_err(|e| format!("line {}: malformed JSON: {e}", n + 1))
             })
             .collect();
     }
-    match serde_json::from_slice::<Value>(body).map_err(|e| format!("malformed JSON: {e}"))? {
-        Value::Array(items) => Ok(items),
-        object @ Value::Object(_) => Ok(vec![object]),
-        other => Err(format!(
-            "body must be an event object or an array of them, found {}",
-            json_type(&other)
-        )),
+    let malformed = |e: serde_json::Error| format!("malformed JSON: {e}");
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(body).map_err(malformed),
+        Some(b'{') => Ok(vec![
+            serde_json::from_slice::<&RawValue>(body).map_err(malformed)?,
+        ]),
+        // Neither: parsed whole only to say what it is instead.
+        _ => {
+            let other = serde_json::from_slice::<Value>(body).map_err(malformed)?;
+            Err(format!(
+                "body must be an event object or an array of them, found {}",
+                json_type(&other)
+            ))
+        }
     }
 }
 
