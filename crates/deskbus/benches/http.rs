@@ -1,7 +1,8 @@
 //! webhook → spool → http, end to end, against the real release binary and
-//! a sink of the bench's own: an axum server on a free port that reads each
-//! body, counts the payloads in it (one per request in `single` mode, one
-//! per line in `ndjson` mode) and answers 200.
+//! a sink of the bench's own: an axum server, in a process of its own (this
+//! binary run again with `DESKBUS_BENCH_SINK_PORT`), that reads each body,
+//! counts the payloads in it (one per request in `single` mode, one per
+//! line in `ndjson` mode), answers 200, and tells its count on `GET /count`.
 //!
 //! Prints a table: events/s and p99 spool-to-ack latency with the stream's
 //! `batch_size` at 1 (`mode = "single"`) and 100 (`mode = "ndjson"`). The
@@ -9,6 +10,11 @@
 //! alone: the same payloads POSTed the same way (one per request, or 100 per
 //! NDJSON request) by as many tasks as the stream's default `concurrency`
 //! (4), with nothing stored first: the ceiling of HTTP on this machine.
+//!
+//! The sink runs apart from the baseline's client, as it does from deskbus,
+//! so that both pay the same cross-process round trip, as with the brokers
+//! of the other benches. (Sharing a runtime with its sink, the baseline did
+//! 64k requests/s at batch 1; from a process of its own, 55k.)
 //!
 //! deskbus's latency is the `deskbus_stream_delivery_latency_seconds`
 //! histogram (spool commit to 2xx) while the whole run is pushed at once,
@@ -20,6 +26,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,33 +34,65 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::post;
-use common::{Chunks, Deskbus, POSTERS, REQUEST, Table, blast, envelopes, quantile, wait_count};
+use axum::routing::{get, post};
+use common::{
+    Chunks, Deskbus, POSTERS, Process, REQUEST, Table, blast, envelopes, free_port, quantile,
+    wait_count,
+};
 
 /// Requests in flight at once: the stream's default `concurrency`.
 const CONCURRENCY: usize = 4;
 
-/// The sink: counts the payloads it was sent.
+/// The sink, in a process of its own: counts the payloads it was sent.
 struct Sink {
     url: String,
-    received: Arc<AtomicUsize>,
+    count_url: String,
+    client: reqwest::Client,
+    _process: Process,
 }
 
 impl Sink {
     async fn start() -> Sink {
-        let received = Arc::new(AtomicUsize::new(0));
-        let app = Router::new()
-            .route("/hook/{queue}", post(take))
-            .with_state(received.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook/{{queue}}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Sink { url, received }
+        let port = free_port();
+        let process = Process::listening(
+            Command::new(std::env::current_exe().unwrap())
+                .env(SINK_PORT, port.to_string())
+                .stdout(Stdio::null()),
+            port,
+            "cannot run the bench binary as the sink",
+        );
+        Sink {
+            url: format!("http://127.0.0.1:{port}/hook/{{queue}}"),
+            count_url: format!("http://127.0.0.1:{port}/count"),
+            client: common::client(),
+            _process: process,
+        }
     }
 
-    fn count(&self) -> usize {
-        self.received.load(Ordering::Relaxed)
+    async fn count(&self) -> usize {
+        let answer = self.client.get(&self.count_url).send().await.unwrap();
+        answer.text().await.unwrap().parse().unwrap()
     }
+}
+
+/// Set when this binary runs as the sink: the port it listens on.
+const SINK_PORT: &str = "DESKBUS_BENCH_SINK_PORT";
+
+/// The sink's process: serves until killed.
+async fn serve_sink(port: u16) {
+    let received = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route("/hook/{queue}", post(take))
+        .route("/count", get(count))
+        .with_state(received);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
+
+async fn count(State(received): State<Arc<AtomicUsize>>) -> String {
+    received.load(Ordering::Relaxed).to_string()
 }
 
 /// One payload per request, or one per NDJSON line.
@@ -80,11 +119,11 @@ async fn deskbus(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
         mode(batch)
     );
     let bus = Deskbus::start(dir.path(), &stream, batch);
-    let before = sink.count();
+    let before = sink.count().await;
     let started = Instant::now();
     blast(&bus.events_url(), total, POSTERS, REQUEST).await;
     wait_count("payloads", total, Duration::from_millis(5), async || {
-        sink.count() - before
+        sink.count().await - before
     })
     .await;
     let rate = total as f64 / started.elapsed().as_secs_f64();
@@ -101,11 +140,11 @@ async fn deskbus_drain(sink: &Sink, batch: usize, total: usize) -> f64 {
         sink.url,
         mode(batch)
     );
-    let before = sink.count();
+    let before = sink.count().await;
     let started = Instant::now();
     let _bus = Deskbus::start(dir.path(), &stream, batch);
     wait_count("payloads", total, Duration::from_millis(5), async || {
-        sink.count() - before
+        sink.count().await - before
     })
     .await;
     total as f64 / started.elapsed().as_secs_f64()
@@ -120,7 +159,7 @@ async fn baseline(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
         .unwrap();
     let bodies = envelopes();
     let chunks = Chunks::new(total, batch);
-    let before = sink.count();
+    let before = sink.count().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
@@ -157,12 +196,15 @@ async fn baseline(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
         }));
     }
     let mut latencies = common::join(tasks).await.concat();
-    assert_eq!(sink.count() - before, total);
+    assert_eq!(sink.count().await - before, total);
     let rate = total as f64 / started.elapsed().as_secs_f64();
     (rate, quantile(&mut latencies, 0.99))
 }
 
 fn main() {
+    if let Ok(port) = std::env::var(SINK_PORT) {
+        return common::run(serve_sink(port.parse().unwrap()));
+    }
     common::run(async {
         println!(
             "webhook → spool → http ({POSTERS} posters × {REQUEST} events per request, \
