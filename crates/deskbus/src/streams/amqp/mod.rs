@@ -274,11 +274,11 @@ mod tests {
 
     fn delivery(queue: &str) -> Delivery<'_> {
         Delivery {
-            use_case: "tickets".into(),
-            order_key: "ticket:1".into(),
-            event_id: "0197a3c0-0000-7000-8000-000000000000".into(),
+            use_case: "tickets",
+            order_key: "ticket:1",
+            event_id: "0197a3c0-0000-7000-8000-000000000000",
             queue: queue.into(),
-            content_type: "application/json".into(),
+            content_type: "application/json",
             payload: Cow::Borrowed(b"{}"),
         }
     }

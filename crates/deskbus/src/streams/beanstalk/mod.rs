@@ -121,11 +121,11 @@ mod tests {
 
     fn delivery<'a>(queue: &'a str, payload: &'a [u8]) -> Delivery<'a> {
         Delivery {
-            use_case: "tickets".into(),
-            order_key: "ticket:1".into(),
-            event_id: "id".into(),
+            use_case: "tickets",
+            order_key: "ticket:1",
+            event_id: "id",
             queue: queue.into(),
-            content_type: "application/json".into(),
+            content_type: "application/json",
             payload: payload.into(),
         }
     }

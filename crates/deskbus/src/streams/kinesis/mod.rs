@@ -180,7 +180,7 @@ impl KinesisStream {
                 data,
                 partition_key: match self.service {
                     Service::Firehose => None,
-                    Service::DataStreams => Some(&delivery.order_key),
+                    Service::DataStreams => Some(delivery.order_key),
                 },
                 members: vec![i],
             });
@@ -517,12 +517,12 @@ mod tests {
 
     fn delivery<'a>(queue: &'a str, payload: &'a [u8]) -> Delivery<'a> {
         Delivery {
-            use_case: "tickets".into(),
-            order_key: "ticket:1".into(),
+            use_case: "tickets",
+            order_key: "ticket:1",
             // An id of a real one's length: only its length counts here.
             event_id: "0197a3c0-0000-7000-8000-000000000000",
             queue: queue.into(),
-            content_type: "application/json".into(),
+            content_type: "application/json",
             payload: payload.into(),
         }
     }

@@ -54,7 +54,7 @@ impl NatsStream {
         if !delivery.content_type.is_empty() {
             headers.insert(
                 "Content-Type",
-                header("Content-Type", &delivery.content_type)?,
+                header("Content-Type", delivery.content_type)?,
             );
         }
         Ok(Outgoing {
@@ -184,11 +184,11 @@ mod tests {
 
     fn delivery<'a>(queue: &'a str, id: &'a str) -> Delivery<'a> {
         Delivery {
-            use_case: "tickets".into(),
-            order_key: "ticket:1".into(),
-            event_id: id.into(),
+            use_case: "tickets",
+            order_key: "ticket:1",
+            event_id: id,
             queue: queue.into(),
-            content_type: "application/json".into(),
+            content_type: "application/json",
             payload: Cow::Borrowed(b"{}"),
         }
     }

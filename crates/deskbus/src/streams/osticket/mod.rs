@@ -42,8 +42,8 @@ impl OsticketStream {
         if let Some(number) = self.recorded(&local_id).await? {
             TicketAlreadyCreated {
                 stream: &self.id,
-                use_case: &d.use_case,
-                event_id: &d.event_id,
+                use_case: d.use_case,
+                event_id: d.event_id,
                 number: &number,
             }
             .emit();
@@ -56,8 +56,8 @@ impl OsticketStream {
         };
         TicketCreated {
             stream: &self.id,
-            use_case: &d.use_case,
-            event_id: &d.event_id,
+            use_case: d.use_case,
+            event_id: d.event_id,
             number: &number,
             recorded,
         }
