@@ -205,9 +205,10 @@ impl StreamKind for Nats {
             return ids; // the server is down (restarting): nothing to read yet
         };
         // STREAM.INFO first, and a MSG.GET only for sequences the stream
-        // says it holds: nats-server 2.9.10 (Debian's) dies of a nil
-        // pointer in `jsMsgGetRequest` when a MSG.GET meets a stream that
-        // deskbus is creating at that moment.
+        // says it holds: nats-server 2.9.10 (Debian's) died of a nil
+        // pointer in `jsMsgGetRequest` on this reader's MSG.GET, sent while
+        // deskbus was creating the stream (about one run in four with the
+        // tests in parallel).
         let Ok(stream) = context.get_stream(&self.stream).await else {
             return ids;
         };
