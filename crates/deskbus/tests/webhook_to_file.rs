@@ -196,6 +196,43 @@ async fn an_outcome_the_spool_refuses_holds_back_only_its_entry() {
     assert!(bus.log().contains("poisoned"), "{}", bus.log());
 }
 
+/// At shutdown, an outcome the spool still refuses gets one last try: fixed
+/// meanwhile, it is recorded before deskbus exits, instead of its entry
+/// being delivered again at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_outcome_gets_a_last_try_at_shutdown() {
+    let (dir, mut bus) = start_webhook_to_file("", "", "");
+    let spool = rusqlite::Connection::open(dir.path().join("data/spool.db")).unwrap();
+    spool.busy_timeout(Duration::from_secs(10)).unwrap();
+    spool
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE DELETE ON entries
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    let id = uuid7();
+    post(&bus, &[event(&id, 1)]).await;
+    // One refusal a try: the first commit, then retries 0.1, 0.2, 0.4 and
+    // 0.8 s apart. After the fifth the next is 1.6 s away, far more than
+    // the shutdown below takes: only the last try can record it.
+    wait_for(Duration::from_secs(20), "five refused tries", || {
+        bus.log().matches("poisoned").count() >= 5
+    });
+    spool.execute_batch("DROP TRIGGER poison").unwrap();
+    assert!(bus.terminate().success(), "{}", bus.log());
+    let pending: i64 = spool
+        .query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(pending, 0, "{}", bus.log());
+    assert!(
+        !bus.log().contains("will be delivered again"),
+        "{}",
+        bus.log()
+    );
+    let out = dir.path().join("out/tickets.ndjson");
+    assert_eq!(delivered_ids(&out), vec![id]);
+}
+
 /// CPU time (user and system) process `pid` has used so far.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

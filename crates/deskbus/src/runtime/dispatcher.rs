@@ -171,7 +171,8 @@ impl Dispatcher {
                         break;
                     }
                 }
-            } else if tasks.is_empty() && recorder.is_drained() {
+            } else if tasks.is_empty() && recorder.is_drained() && !recorder.try_refused_once_more()
+            {
                 recorder.abandon();
                 return Ok(());
             }

@@ -9,7 +9,8 @@
 //! again) until its outcome is on disk. The exceptions free entries to be
 //! delivered again (at least once), never to be lost: a commit task that
 //! dies without answering, and outcomes the spool still refuses when the
-//! dispatcher stops (they stay pending for the next start). A spool whose
+//! dispatcher stops, after one last try (they stay pending for the next
+//! start). A spool whose
 //! writer has stopped frees nothing: the dispatcher stops (see
 //! [`Recorder::is_closed`]).
 //!
@@ -61,6 +62,8 @@ pub(super) struct Recorder {
     retrying: bool,
     /// The spool's writer has stopped (see [`Recorder::is_closed`]).
     closed: bool,
+    /// The refused outcomes had their last try, at shutdown.
+    last_try_done: bool,
 }
 
 impl Recorder {
@@ -77,6 +80,7 @@ impl Recorder {
             backoff: REFUSED_FIRST,
             retrying: false,
             closed: false,
+            last_try_done: false,
         }
     }
 
@@ -189,6 +193,20 @@ impl Recorder {
         }
     }
 
+    /// At shutdown, once everything else is recorded: makes the refused
+    /// outcomes due now, once, so that the spool has one last chance to
+    /// take them before they are abandoned (whatever was fixed meanwhile
+    /// saves a delivery at the next start). False when there is nothing to
+    /// try or the last try was made.
+    pub(super) fn try_refused_once_more(&mut self) -> bool {
+        if self.refused.is_empty() || self.last_try_done {
+            return false;
+        }
+        self.last_try_done = true;
+        self.retry_at = Instant::now();
+        true
+    }
+
     /// Outcomes still refused when the dispatcher stops: their entries stay
     /// pending in the spool and are delivered again at the next start.
     pub(super) fn abandon(&mut self) {
@@ -274,5 +292,59 @@ mod tests {
             "nothing freed"
         );
         assert!(recorder.is_closed());
+    }
+
+    #[tokio::test]
+    async fn refused_outcomes_get_one_last_try_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let spool = Spool::open(SpoolOptions::new(path.clone())).unwrap();
+        spool
+            .append(AppendBatch {
+                entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
+                ..AppendBatch::default()
+            })
+            .await
+            .unwrap();
+        let sqlite = rusqlite::Connection::open(&path).unwrap();
+        sqlite
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE DELETE ON entries
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let mut recorder = Recorder::new(spool.clone(), "out".into());
+        recorder.add(vec![(1, Outcome::Delivered)]);
+        recorder.start(true);
+        assert_eq!(recorder.finished().await, Vec::<i64>::new());
+        assert_eq!(recorder.waiting(), 1, "refused, kept for later");
+        assert!(recorder.is_drained());
+
+        // Fixed meanwhile, long before the backoff runs out.
+        sqlite.execute_batch("DROP TRIGGER refuse;").unwrap();
+        recorder.retry_at = Instant::now() + Duration::from_secs(3600);
+        recorder.start(true);
+        assert!(!recorder.is_committing(), "not due before its backoff");
+        assert!(recorder.try_refused_once_more());
+        recorder.start(true);
+        assert!(recorder.is_committing());
+        assert_eq!(recorder.finished().await, vec![1]);
+        assert_eq!(recorder.waiting(), 0);
+        assert!(!recorder.try_refused_once_more(), "nothing left to try");
+        let left: i64 = sqlite
+            .query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "the outcome is on disk");
+    }
+
+    #[tokio::test]
+    async fn the_last_try_is_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap();
+        let mut recorder = Recorder::new(spool, "out".into());
+        assert!(!recorder.try_refused_once_more(), "nothing refused");
+        recorder.refused.push((1, Outcome::Delivered));
+        assert!(recorder.try_refused_once_more());
+        assert!(!recorder.try_refused_once_more());
     }
 }
