@@ -530,4 +530,59 @@ mod tests {
             );
         }
     }
+
+    /// Counts what it is handed and takes it all.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Stream for Counting {
+        fn deliver<'a>(
+            &'a self,
+            batch: &'a [Delivery<'a>],
+        ) -> crate::streams::BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+            self.0
+                .fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { vec![Ok(()); batch.len()] })
+        }
+
+        fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A spool whose writer has stopped cannot record an outcome: the
+    /// dispatcher stops with an error (the runtime makes it fatal) after
+    /// one delivery, instead of delivering the same entry again and again.
+    #[tokio::test]
+    async fn a_spool_whose_writer_stopped_stops_the_dispatcher() {
+        use deskbus_spool::{AppendBatch, NewEntry, SpoolOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap();
+        spool
+            .append(AppendBatch {
+                entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
+                ..AppendBatch::default()
+            })
+            .await
+            .unwrap();
+        spool.close();
+        let stream = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
+        let dispatcher = Dispatcher {
+            stream_id: "out".into(),
+            settings: StreamSettings {
+                config: crate::streams::StreamConfig::Stdout(Default::default()),
+                concurrency: 4,
+                batch_size: 1,
+                retry: RetryPolicy::default(),
+            },
+            stream: stream.clone(),
+            spool,
+            formats: Arc::new(HashMap::new()),
+        };
+        let (_trigger, shutdown) = Shutdown::new();
+        let ended = tokio::time::timeout(Duration::from_secs(10), dispatcher.run(shutdown))
+            .await
+            .expect("the dispatcher stops on its own");
+        assert!(matches!(ended, Err(SpoolError::Closed)), "{ended:?}");
+        assert_eq!(stream.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }
