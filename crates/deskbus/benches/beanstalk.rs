@@ -8,6 +8,12 @@
 //! stream's default pool), with nothing stored first: the ceiling of
 //! beanstalkd on this machine.
 //!
+//! The CPU row is CPU time per event: deskbus's process while it drains
+//! (its start included) against the bench's own process while it runs the
+//! baseline (the client alone; the server is a process apart). deskbus
+//! spends more by design: it also reads and deletes every event in its
+//! spool. The figure moves less with the machine's noise than events/s.
+//!
 //! deskbus's latency is the `deskbus_stream_delivery_latency_seconds`
 //! histogram (spool commit to confirmed put, interpolated within its
 //! buckets), once while the whole run is pushed at once (mostly time spent
@@ -89,13 +95,17 @@ async fn deskbus(server: &Beanstalkd, batch: usize, total: usize) -> (f64, Durat
 /// deskbus draining a backlog of `total` events spooled before it starts:
 /// events/s from its start to the last job on the server. The stream
 /// alone, where [`deskbus`] also runs the webhook on the same two cores.
-async fn deskbus_drain(server: &Beanstalkd, batch: usize, total: usize) -> f64 {
+/// Also the CPU time deskbus used, its start included.
+async fn deskbus_drain(server: &Beanstalkd, batch: usize, total: usize) -> (f64, Duration) {
     let dir = tempfile::tempdir().unwrap();
     common::fill_spool(dir.path(), total, "tickets").await;
     let started = Instant::now();
-    let _bus = start(dir.path(), server, batch);
+    let bus = start(dir.path(), server, batch);
     wait_jobs(&server.address, "tickets", total).await;
-    total as f64 / started.elapsed().as_secs_f64()
+    (
+        total as f64 / started.elapsed().as_secs_f64(),
+        bus.cpu_time(),
+    )
 }
 
 /// deskbus at a steady `rate` of single-event requests (open loop, below
@@ -165,16 +175,24 @@ fn main() {
         for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
             // A fresh server per batch size: nothing left over between runs.
             let server = Beanstalkd::start();
+            let base_cpu_before = common::cpu_time("self");
             let (base_rate, base_p99) = baseline(&server, batch, total).await;
+            let base_cpu = common::cpu_time("self") - base_cpu_before;
             let (rate, p99) = deskbus(&server, batch, total).await;
             let steady_server = Beanstalkd::start();
             let steady_p99 = deskbus_steady(&steady_server, batch, 500, 5).await;
-            let drain_rate = deskbus_drain(&Beanstalkd::start(), batch, total).await;
+            let (drain_rate, drain_cpu) = deskbus_drain(&Beanstalkd::start(), batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
             table.rate(
                 &format!("drain events/s, batch {batch}"),
                 drain_rate,
                 base_rate,
+            );
+            table.cpu_per_event(
+                &format!("CPU µs/event, drain b{batch}"),
+                drain_cpu,
+                base_cpu,
+                total,
             );
             table.latency(
                 &format!("p99 spool→ack, full load, b{batch} (ms)"),

@@ -16,6 +16,12 @@
 //! of the other benches. (Sharing a runtime with its sink, the baseline did
 //! 64k requests/s at batch 1; from a process of its own, 55k.)
 //!
+//! The CPU row is CPU time per event: deskbus's process while it drains
+//! (its start included) against the bench's own process while it runs the
+//! baseline (the client alone; the server is a process apart). deskbus
+//! spends more by design: it also reads and deletes every event in its
+//! spool. The figure moves less with the machine's noise than events/s.
+//!
 //! deskbus's latency is the `deskbus_stream_delivery_latency_seconds`
 //! histogram (spool commit to 2xx) while the whole run is pushed at once,
 //! so mostly time spent waiting in the spool backlog; the baseline's is the
@@ -132,7 +138,8 @@ async fn deskbus(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
 
 /// deskbus draining `total` events spooled before it starts: events/s
 /// from its start to the last payload at the sink (the stream alone).
-async fn deskbus_drain(sink: &Sink, batch: usize, total: usize) -> f64 {
+/// Also the CPU time deskbus used, its start included.
+async fn deskbus_drain(sink: &Sink, batch: usize, total: usize) -> (f64, Duration) {
     let dir = tempfile::tempdir().unwrap();
     common::fill_spool(dir.path(), total, "tickets").await;
     let stream = format!(
@@ -142,12 +149,15 @@ async fn deskbus_drain(sink: &Sink, batch: usize, total: usize) -> f64 {
     );
     let before = sink.count().await;
     let started = Instant::now();
-    let _bus = Deskbus::start(dir.path(), &stream, batch);
+    let bus = Deskbus::start(dir.path(), &stream, batch);
     wait_count("payloads", total, Duration::from_millis(5), async || {
         sink.count().await - before
     })
     .await;
-    total as f64 / started.elapsed().as_secs_f64()
+    (
+        total as f64 / started.elapsed().as_secs_f64(),
+        bus.cpu_time(),
+    )
 }
 
 /// reqwest alone: `CONCURRENCY` tasks POSTing the same bodies the same way.
@@ -213,9 +223,11 @@ fn main() {
         let table = Table::new(12, "raw client");
         for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
             let sink = Sink::start().await;
+            let base_cpu_before = common::cpu_time("self");
             let (base_rate, base_p99) = baseline(&sink, batch, total).await;
+            let base_cpu = common::cpu_time("self") - base_cpu_before;
             let (rate, p99) = deskbus(&sink, batch, total).await;
-            let drain_rate = deskbus_drain(&sink, batch, total).await;
+            let (drain_rate, drain_cpu) = deskbus_drain(&sink, batch, total).await;
             table.rate(
                 &format!("events/s, batch {batch} ({})", mode(batch)),
                 rate,
@@ -225,6 +237,12 @@ fn main() {
                 &format!("drain events/s, batch {batch}"),
                 drain_rate,
                 base_rate,
+            );
+            table.cpu_per_event(
+                &format!("CPU µs/event, drain b{batch}"),
+                drain_cpu,
+                base_cpu,
+                total,
             );
             table.latency(&format!("p99 spool→ack, b{batch} (ms)"), p99, base_p99);
         }

@@ -10,6 +10,12 @@
 //! `concurrency` (4), on one connection, with nothing stored first: the
 //! ceiling of JetStream on this machine.
 //!
+//! The CPU row is CPU time per event: deskbus's process while it drains
+//! (its start included) against the bench's own process while it runs the
+//! baseline (the client alone; the server is a process apart). deskbus
+//! spends more by design: it also reads and deletes every event in its
+//! spool. The figure moves less with the machine's noise than events/s.
+//!
 //! deskbus's latency is the `deskbus_stream_delivery_latency_seconds`
 //! histogram (spool commit to PubAck, interpolated within its buckets) while
 //! the whole run is pushed at once, so mostly time spent waiting in the
@@ -106,14 +112,18 @@ async fn deskbus(server: &NatsServer, batch: usize, total: usize) -> (f64, Durat
 
 /// deskbus draining `total` events spooled before it starts: events/s
 /// from its start to the last message stored (the stream alone).
-async fn deskbus_drain(server: &NatsServer, batch: usize, total: usize) -> f64 {
+/// Also the CPU time deskbus used, its start included.
+async fn deskbus_drain(server: &NatsServer, batch: usize, total: usize) -> (f64, Duration) {
     let dir = tempfile::tempdir().unwrap();
     common::fill_spool(dir.path(), total, "tickets").await;
     let context = server.context().await;
     let started = Instant::now();
-    let _bus = start(dir.path(), server, batch);
+    let bus = start(dir.path(), server, batch);
     wait_messages(&context, &format!("DESKBUS{batch}"), total).await;
-    total as f64 / started.elapsed().as_secs_f64()
+    (
+        total as f64 / started.elapsed().as_secs_f64(),
+        bus.cpu_time(),
+    )
 }
 
 /// async-nats alone: `CONCURRENCY` tasks, each publishing pipelines of
@@ -178,14 +188,22 @@ fn main() {
         for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
             // A fresh server per batch size: nothing left over between runs.
             let server = NatsServer::start();
+            let base_cpu_before = common::cpu_time("self");
             let (base_rate, base_p99) = baseline(&server, batch, total).await;
+            let base_cpu = common::cpu_time("self") - base_cpu_before;
             let (rate, p99) = deskbus(&server, batch, total).await;
-            let drain_rate = deskbus_drain(&NatsServer::start(), batch, total).await;
+            let (drain_rate, drain_cpu) = deskbus_drain(&NatsServer::start(), batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
             table.rate(
                 &format!("drain events/s, batch {batch}"),
                 drain_rate,
                 base_rate,
+            );
+            table.cpu_per_event(
+                &format!("CPU µs/event, drain b{batch}"),
+                drain_cpu,
+                base_cpu,
+                total,
             );
             table.latency(
                 &format!("p99 spool→ack, full load, b{batch} (ms)"),

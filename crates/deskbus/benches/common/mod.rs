@@ -378,6 +378,11 @@ impl Deskbus {
         Duration::ZERO
     }
 
+    /// CPU time (user and system) deskbus has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time(&self.process.0.id().to_string())
+    }
+
     /// The peak resident set size of the process so far, in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id()))
@@ -388,6 +393,27 @@ impl Deskbus {
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
             .map_or(f64::NAN, |kib| kib / 1024.0)
     }
+}
+
+/// CPU time (user and system) process `pid` (or `"self"`) has used so
+/// far: how the benches tell deskbus's cost per event from the raw
+/// client's, a figure the machine's noise moves less than throughput.
+pub fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name, in parentheses: utime and stime are the 12th
+    // and 13th fields, in clock ticks (USER_HZ, 100 on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((tick(11) + tick(12)) * 10)
 }
 
 /// The results table: a 34-wide label, deskbus's and the baseline's
@@ -430,6 +456,19 @@ impl Table {
             ours.as_secs_f64() * 1000.0,
             base.as_secs_f64() * 1000.0,
             ours.as_secs_f64() / base.as_secs_f64(),
+            w = self.width
+        );
+    }
+
+    /// A row of CPU time per event, in µs.
+    pub fn cpu_per_event(&self, label: &str, ours: Duration, base: Duration, events: usize) {
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / events as f64;
+        println!(
+            "{:<34} {:>w$.1} {:>w$.1} {:>8.2}",
+            label,
+            us(ours),
+            us(base),
+            us(ours) / us(base),
             w = self.width
         );
     }
