@@ -585,14 +585,8 @@ async fn a_refused_commit_releases_the_job_and_buries_it_at_max_attempts() {
     let address = server.address();
     let source = format!("address = \"{address}\"\ntubes = [\"t\"]\nmax_attempts = 2");
     let deskbus = start(dir.path(), &source, "");
-    let spool = rusqlite::Connection::open(dir.path().join("data/spool.db")).unwrap();
-    spool.busy_timeout(Duration::from_secs(10)).unwrap();
-    spool
-        .execute_batch(
-            "CREATE TRIGGER full BEFORE INSERT ON entries
-             BEGIN SELECT RAISE(ABORT, 'the disk is full (test)'); END;",
-        )
-        .unwrap();
+    let spool = spool_sqlite(dir.path());
+    refuse_in_spool(&spool, "full", "INSERT", "the disk is full (test)");
     let job = put(&address, "t", 60, &[envelope(1)]).await[0];
     let state = async || {
         let stats = client(&address)

@@ -148,8 +148,7 @@ async fn one_ticket_keeps_its_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_the_spool_refuses_holds_back_only_its_entry() {
     let (dir, bus) = start_webhook_to_file("", "", "");
-    let spool = rusqlite::Connection::open(dir.path().join("data/spool.db")).unwrap();
-    spool.busy_timeout(Duration::from_secs(10)).unwrap();
+    let spool = spool_sqlite(dir.path());
     let bad = uuid7();
     spool
         .execute_batch(&format!(
@@ -202,14 +201,8 @@ async fn an_outcome_the_spool_refuses_holds_back_only_its_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_outcome_gets_a_last_try_at_shutdown() {
     let (dir, mut bus) = start_webhook_to_file("", "", "");
-    let spool = rusqlite::Connection::open(dir.path().join("data/spool.db")).unwrap();
-    spool.busy_timeout(Duration::from_secs(10)).unwrap();
-    spool
-        .execute_batch(
-            "CREATE TRIGGER poison BEFORE DELETE ON entries
-             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
-        )
-        .unwrap();
+    let spool = spool_sqlite(dir.path());
+    refuse_in_spool(&spool, "poison", "DELETE", "poisoned");
     let id = uuid7();
     post(&bus, &[event(&id, 1)]).await;
     // One refusal a try: the first commit, then retries 0.1, 0.2, 0.4 and

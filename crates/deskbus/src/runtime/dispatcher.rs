@@ -554,16 +554,8 @@ mod tests {
     /// one delivery, instead of delivering the same entry again and again.
     #[tokio::test]
     async fn a_spool_whose_writer_stopped_stops_the_dispatcher() {
-        use deskbus_spool::{AppendBatch, NewEntry, SpoolOptions};
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap();
-        spool
-            .append(AppendBatch {
-                entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
-                ..AppendBatch::default()
-            })
-            .await
-            .unwrap();
+        let spool = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
         spool.close();
         let stream = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
         let dispatcher = Dispatcher {

@@ -12,6 +12,22 @@
 mod dispatcher;
 mod recorder;
 
+/// For the dispatcher's and recorder's tests: a spool at `path` holding
+/// one entry (seq 1) for stream `out`.
+#[cfg(test)]
+async fn spool_with_one_entry(path: &std::path::Path) -> Spool {
+    use deskbus_spool::{AppendBatch, NewEntry};
+    let spool = Spool::open(SpoolOptions::new(path)).unwrap();
+    spool
+        .append(AppendBatch {
+            entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
+            ..AppendBatch::default()
+        })
+        .await
+        .unwrap();
+    spool
+}
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

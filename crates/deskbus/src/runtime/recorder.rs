@@ -266,21 +266,14 @@ async fn record(spool: Spool, stream_id: String, outcomes: Vec<(i64, Outcome)>) 
 
 #[cfg(test)]
 mod tests {
-    use deskbus_spool::{AppendBatch, NewEntry, SpoolOptions};
+    use deskbus_spool::SpoolOptions;
 
     use super::*;
 
     #[tokio::test]
     async fn a_closed_spool_is_reported_not_taken_for_a_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap();
-        spool
-            .append(AppendBatch {
-                entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
-                ..AppendBatch::default()
-            })
-            .await
-            .unwrap();
+        let spool = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
         let mut recorder = Recorder::new(spool.clone(), "out".into());
         recorder.add(vec![(1, Outcome::Delivered)]);
         spool.close();
@@ -298,14 +291,7 @@ mod tests {
     async fn refused_outcomes_get_one_last_try_at_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.db");
-        let spool = Spool::open(SpoolOptions::new(path.clone())).unwrap();
-        spool
-            .append(AppendBatch {
-                entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
-                ..AppendBatch::default()
-            })
-            .await
-            .unwrap();
+        let spool = super::super::spool_with_one_entry(&path).await;
         let sqlite = rusqlite::Connection::open(&path).unwrap();
         sqlite
             .execute_batch(

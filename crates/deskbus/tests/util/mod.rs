@@ -283,6 +283,26 @@ impl Drop for Deskbus {
     }
 }
 
+/// A connection of the test's own to the spool of data directory `dir`
+/// (to look inside, or to plant a trigger that makes the spool refuse),
+/// waiting for deskbus's writer rather than failing when it holds the lock.
+pub fn spool_sqlite(dir: &std::path::Path) -> rusqlite::Connection {
+    let spool = rusqlite::Connection::open(dir.join("data/spool.db")).unwrap();
+    spool.busy_timeout(Duration::from_secs(10)).unwrap();
+    spool
+}
+
+/// Makes the spool refuse every `operation` (`INSERT`, `DELETE`) on its
+/// entries, failing with `message`, until trigger `name` is dropped.
+pub fn refuse_in_spool(spool: &rusqlite::Connection, name: &str, operation: &str, message: &str) {
+    spool
+        .execute_batch(&format!(
+            "CREATE TRIGGER {name} BEFORE {operation} ON entries
+             BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+        ))
+        .unwrap();
+}
+
 /// A tiny blocking HTTP/1.1 GET, so readiness polling needs no runtime.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
