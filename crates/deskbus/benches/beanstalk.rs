@@ -175,9 +175,9 @@ fn main() {
         for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
             // A fresh server per batch size: nothing left over between runs.
             let server = Beanstalkd::start();
-            let base_cpu_before = common::cpu_time("self");
+            let base_cpu_before = common::proc::cpu_time("self");
             let (base_rate, base_p99) = baseline(&server, batch, total).await;
-            let base_cpu = common::cpu_time("self") - base_cpu_before;
+            let base_cpu = common::proc::cpu_time("self") - base_cpu_before;
             let (rate, p99) = deskbus(&server, batch, total).await;
             let steady_server = Beanstalkd::start();
             let steady_p99 = deskbus_steady(&steady_server, batch, 500, 5).await;

@@ -175,10 +175,10 @@ async fn an_outcome_the_spool_refuses_holds_back_only_its_entry() {
     // waited for quietly: the retry is timed, nothing polls meanwhile (a
     // dispatcher polling the spool every millisecond burnt about 240 ms of
     // CPU here; waiting quietly, none).
-    let pid = bus.child.as_ref().unwrap().id();
-    let cpu_before = cpu_time(pid);
+    let pid = bus.child.as_ref().unwrap().id().to_string();
+    let cpu_before = util::proc::cpu_time(&pid);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let busy = cpu_time(pid) - cpu_before;
+    let busy = util::proc::cpu_time(&pid) - cpu_before;
     assert!(
         busy < Duration::from_millis(100),
         "{busy:?} of CPU in 1.5 s"
@@ -224,16 +224,6 @@ async fn a_refused_outcome_gets_a_last_try_at_shutdown() {
     );
     let out = dir.path().join("out/tickets.ndjson");
     assert_eq!(delivered_ids(&out), vec![id]);
-}
-
-/// CPU time (user and system) process `pid` has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses: utime and
-    // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
 }
 
 /// Bad input gets a clear status and reason; nothing of a bad batch is kept;

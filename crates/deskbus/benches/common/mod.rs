@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+// The tests' reading of `/proc`: CPU time per process.
+#[path = "../../tests/util/proc.rs"]
+pub mod proc;
+
 /// The webhook load of the stream benches: concurrent requests (see
 /// [`blast`]), each of `REQUEST` events.
 pub const POSTERS: usize = 8;
@@ -380,7 +384,7 @@ impl Deskbus {
 
     /// CPU time (user and system) deskbus has used so far.
     pub fn cpu_time(&self) -> Duration {
-        cpu_time(&self.process.0.id().to_string())
+        proc::cpu_time(&self.process.0.id().to_string())
     }
 
     /// The peak resident set size of the process so far, in MiB.
@@ -393,27 +397,6 @@ impl Deskbus {
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
             .map_or(f64::NAN, |kib| kib / 1024.0)
     }
-}
-
-/// CPU time (user and system) process `pid` (or `"self"`) has used so
-/// far: how the benches tell deskbus's cost per event from the raw
-/// client's, a figure the machine's noise moves less than throughput.
-pub fn cpu_time(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name, in parentheses: utime and stime are the 12th
-    // and 13th fields, in clock ticks (USER_HZ, 100 on Linux).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((tick(11) + tick(12)) * 10)
 }
 
 /// The results table: a 34-wide label, deskbus's and the baseline's

@@ -171,10 +171,13 @@ impl Dispatcher {
                         break;
                     }
                 }
-            } else if tasks.is_empty() && recorder.is_drained() && !recorder.try_refused_once_more()
-            {
-                recorder.abandon();
-                return Ok(());
+            } else if tasks.is_empty() && recorder.is_drained() {
+                // What the spool refused gets one last try before it is
+                // left for the next start.
+                if !recorder.try_refused_once_more() {
+                    recorder.abandon();
+                    return Ok(());
+                }
             }
             if recorder.is_closed() {
                 return match shutdown.is_triggered() {

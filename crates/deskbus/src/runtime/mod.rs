@@ -12,22 +12,6 @@
 mod dispatcher;
 mod recorder;
 
-/// For the dispatcher's and recorder's tests: a spool at `path` holding
-/// one entry (seq 1) for stream `out`.
-#[cfg(test)]
-async fn spool_with_one_entry(path: &std::path::Path) -> Spool {
-    use deskbus_spool::{AppendBatch, NewEntry};
-    let spool = Spool::open(SpoolOptions::new(path)).unwrap();
-    spool
-        .append(AppendBatch {
-            entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
-            ..AppendBatch::default()
-        })
-        .await
-        .unwrap();
-    spool
-}
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -354,4 +338,20 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// For the dispatcher's and recorder's tests: a spool at `path` holding
+/// one entry (seq 1) for stream `out`.
+#[cfg(test)]
+async fn spool_with_one_entry(path: &std::path::Path) -> Spool {
+    use deskbus_spool::{AppendBatch, NewEntry};
+    let spool = Spool::open(SpoolOptions::new(path)).unwrap();
+    spool
+        .append(AppendBatch {
+            entries: vec![NewEntry::new("out", "u", "q", "k", "e", b"{}".to_vec())],
+            ..AppendBatch::default()
+        })
+        .await
+        .unwrap();
+    spool
 }

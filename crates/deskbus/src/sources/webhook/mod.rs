@@ -292,6 +292,23 @@ mod tests {
                 .unwrap_err()
                 .contains("found a number")
         );
+        // Told apart by their first byte, past any whitespace.
+        assert_eq!(
+            parse_body(&ct("application/json"), b" \r\n[{\"name\":\"a\"}]")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            parse_body(&ct("application/json"), b" \"x\"")
+                .unwrap_err()
+                .contains("found a string")
+        );
+        assert!(
+            parse_body(&ct("application/json"), b"[{\"name\":\"a\"},")
+                .unwrap_err()
+                .contains("malformed JSON")
+        );
         assert!(
             parse_body(&ct("application/x-ndjson"), b"{}\n{")
                 .unwrap_err()
