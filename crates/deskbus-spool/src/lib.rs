@@ -8,12 +8,15 @@
 //!
 //! # On-disk layout
 //!
-//! One SQLite database in WAL mode (`spool.db` in the data directory):
+//! One SQLite database in WAL mode (`spool.db` in the data directory),
+//! schema version 2 (`schema.rs` says why this shape; a version 1 file is
+//! migrated in place when opened, a newer one refused):
 //!
 //! | table | row | written by |
 //! |---|---|---|
 //! | `meta` | `key → value` (schema version, origin uuid, `outcomes_synced_at`) | open, [`Spool::set_meta`], the writer (invariant 7) |
-//! | `entries` | one pending delivery: `seq`, `stream`, `use_case`, `queue`, `order_key`, `event_id`, `payload`, `enqueued_at`, `attempts`, `next_attempt_at`, `last_error` | append, complete |
+//! | `streams` | `name → id` and the stream's `next_seq` | append, dlq retry |
+//! | `entries` | one pending delivery: `seq` (its stream's id in the top bits: a stream's queue is one range of rowids), `key_hash`, `use_case`, `queue`, `order_key`, `event_id`, `payload`, `enqueued_at`, `attempts`, `next_attempt_at`, `last_error` | append, complete |
 //! | `dead_letters` | an entry that will not be retried on its own: the entry's columns plus `failed_at` and `reason` | complete, append (rejected at routing), dlq commands |
 //! | `cursors` | `source → value` (the position a source has durably consumed up to) | append |
 //! | `links` | `(namespace, local_id) → remote_id` (what a remote system called an entry it took, e.g. a ticket number) | [`Spool::put_link`] |
@@ -31,8 +34,10 @@
 //! 4. **Per-key order.** Entries of one `(stream, order_key)` are handed out one
 //!    at a time, lowest `seq` first: [`Spool::fetch_ready`] only returns the head
 //!    of each key, and a head waiting for a retry blocks the ones behind it.
-//!    Different keys flow in parallel.
-//! 5. **Stable identity.** `seq` is never reused (`AUTOINCREMENT`) and
+//!    Different keys flow in parallel. Keys are compared by a 64-bit hash:
+//!    two keys that collide are ordered together, never out of order.
+//! 5. **Stable identity.** `seq` is never reused (`streams.next_seq` only
+//!    grows, and stream ids are never freed) and
 //!    `event_id` never changes, across retries, restarts and DLQ round trips.
 //!    `(use_case, event_id)` is unique among pending entries, so a producer
 //!    that resends an event it got no answer for does not queue it twice.
@@ -458,20 +463,25 @@ impl Spool {
         in_flight: &HashSet<i64>,
     ) -> Result<Vec<Entry>, SpoolError> {
         let conn = lock(&self.inner.reader);
+        let Some((first, end)) = stream_range(&conn, stream)? else {
+            return Ok(Vec::new());
+        };
+        // A stream's entries are the rowids in [first, end) (see `schema`).
         let mut statement = conn.prepare_cached(
-            "SELECT seq, stream, use_case, queue, order_key, event_id, payload, enqueued_at, attempts
-             FROM entries AS e INDEXED BY entries_by_stream
-             WHERE stream = ?1 AND seq > ?4 AND next_attempt_at <= ?2
+            "SELECT seq, use_case, queue, order_key, event_id, payload, enqueued_at, attempts
+             FROM entries AS e
+             WHERE seq > ?4 AND seq < ?5 AND next_attempt_at <= ?2
                AND NOT EXISTS (SELECT 1 FROM entries AS p
-                               WHERE p.stream = ?1 AND p.order_key = e.order_key AND p.seq < e.seq)
+                               WHERE p.key_hash = e.key_hash AND p.seq >= ?1 AND p.seq < e.seq)
              ORDER BY seq LIMIT ?3",
         )?;
         let want = limit.saturating_add(in_flight.len());
         let mut rows = statement.query(params![
-            stream,
+            first,
             now,
             want.min(i64::MAX as usize) as i64,
-            after_seq
+            after_seq.max(first - 1),
+            end
         ])?;
         let mut ready = Vec::with_capacity(limit.min(want).min(1024));
         let mut bytes = 0usize;
@@ -485,14 +495,14 @@ impl Spool {
             }
             let entry = Entry {
                 seq,
-                stream: row.get(1)?,
-                use_case: row.get(2)?,
-                queue: row.get(3)?,
-                order_key: row.get(4)?,
-                event_id: row.get(5)?,
-                payload: row.get(6)?,
-                enqueued_at: row.get(7)?,
-                attempts: row.get(8)?,
+                stream: stream.to_owned(),
+                use_case: row.get(1)?,
+                queue: row.get(2)?,
+                order_key: row.get(3)?,
+                event_id: row.get(4)?,
+                payload: row.get(5)?,
+                enqueued_at: row.get(6)?,
+                attempts: row.get(7)?,
             };
             bytes = bytes.saturating_add(entry.payload.len());
             ready.push(entry);
@@ -505,14 +515,17 @@ impl Spool {
     /// behind a head that waits for a retry is not due before its head.)
     pub fn next_due(&self, stream: &str) -> Result<Option<i64>, SpoolError> {
         let conn = lock(&self.inner.reader);
+        let Some((first, end)) = stream_range(&conn, stream)? else {
+            return Ok(None);
+        };
         Ok(conn
             .prepare_cached(
                 "SELECT MIN(next_attempt_at) FROM entries AS e
-                 WHERE stream = ?1
+                 WHERE seq >= ?1 AND seq < ?2
                    AND NOT EXISTS (SELECT 1 FROM entries AS p
-                                   WHERE p.stream = ?1 AND p.order_key = e.order_key AND p.seq < e.seq)",
+                                   WHERE p.key_hash = e.key_hash AND p.seq >= ?1 AND p.seq < e.seq)",
             )?
-            .query_row([stream], |row| row.get(0))?)
+            .query_row([first, end], |row| row.get(0))?)
     }
 
     pub fn cursor(&self, source: &str) -> Result<Option<String>, SpoolError> {
@@ -588,10 +601,11 @@ impl Spool {
         let now = now_ms();
         let mut stats = Stats::default();
         let mut statement = conn.prepare_cached(
-            "SELECT stream, COUNT(*), SUM(attempts > 0 AND next_attempt_at > ?1), MIN(enqueued_at)
-             FROM entries GROUP BY stream",
+            "SELECT s.name, COUNT(*), SUM(e.attempts > 0 AND e.next_attempt_at > ?1), MIN(e.enqueued_at)
+             FROM entries AS e JOIN streams AS s ON s.id = e.seq >> ?2
+             GROUP BY e.seq >> ?2",
         )?;
-        let mut rows = statement.query([now])?;
+        let mut rows = statement.query(params![now, schema::STREAM_SHIFT])?;
         while let Some(row) = rows.next()? {
             let s = stats.streams.entry(row.get(0)?).or_default();
             s.depth = row.get::<_, i64>(1)? as u64;
@@ -655,6 +669,15 @@ impl Drop for Inner {
             let _ = handle.join();
         }
     }
+}
+
+/// The `seq`s of `stream`'s entries: `[first, end)`, or `None` if it never
+/// had any.
+fn stream_range(conn: &Connection, stream: &str) -> rusqlite::Result<Option<(i64, i64)>> {
+    conn.prepare_cached("SELECT id FROM streams WHERE name = ?1")?
+        .query_row([stream], |row| row.get(0))
+        .optional()
+        .map(|id| id.map(schema::seq_range))
 }
 
 fn single(which: &DeadLetterSelector) -> Option<i64> {

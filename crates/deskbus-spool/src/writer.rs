@@ -1,10 +1,10 @@
 //! The single writer thread: folds every waiting command into one transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -321,23 +321,13 @@ fn append(
     now: i64,
     woken: &mut BTreeSet<String>,
 ) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO entries
-            (stream, use_case, queue, order_key, event_id, payload, enqueued_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-    )?;
+    let mut seqs = SeqAllocator::default();
     for e in &batch.entries {
-        insert.execute(params![
-            e.stream,
-            e.use_case,
-            e.queue,
-            e.order_key,
-            e.event_id,
-            e.payload,
-            now
-        ])?;
+        let seq = seqs.next(tx, &e.stream)?;
+        insert_entry(tx, seq, e, now)?;
         woken.insert(e.stream.clone());
     }
+    seqs.store(tx)?;
     for dead in &batch.dead_letters {
         insert_dead(tx, &dead.entry, now, now, 0, &dead.reason)?;
     }
@@ -349,6 +339,86 @@ fn append(
         .execute(params![source, value, now])?;
     }
     Ok(())
+}
+
+/// Queues `e` as `seq`, unless its `(use_case, event_id)` is pending already
+/// (invariant 5): then the pending copy stays, and `seq` goes unused.
+fn insert_entry(tx: &Connection, seq: i64, e: &NewEntry, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO entries
+            (seq, key_hash, use_case, queue, order_key, event_id, payload, enqueued_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    )?
+    .execute(params![
+        seq,
+        schema::key_hash(&e.order_key),
+        e.use_case,
+        e.queue,
+        e.order_key,
+        e.event_id,
+        e.payload,
+        now
+    ])?;
+    Ok(())
+}
+
+/// Hands out `seq`s within one command's transaction: each stream's next
+/// one is read once, counted up in memory, and stored back by
+/// [`SeqAllocator::store`] in the same transaction, so a rollback takes
+/// the numbers back with the entries.
+#[derive(Default)]
+struct SeqAllocator {
+    /// Stream name → (stream id, next seq).
+    streams: HashMap<String, (i64, i64)>,
+}
+
+impl SeqAllocator {
+    fn next(&mut self, tx: &Connection, stream: &str) -> rusqlite::Result<i64> {
+        let (id, next) = match self.streams.get_mut(stream) {
+            Some(known) => known,
+            None => {
+                let known = stream_seq(tx, stream)?;
+                self.streams.entry(stream.to_owned()).or_insert(known)
+            }
+        };
+        let seq = *next;
+        if seq >= schema::seq_range(*id).1 {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "stream {stream} has used up its sequence numbers"
+            )));
+        }
+        *next += 1;
+        Ok(seq)
+    }
+
+    fn store(self, tx: &Connection) -> rusqlite::Result<()> {
+        let mut update = tx.prepare_cached("UPDATE streams SET next_seq = ?2 WHERE id = ?1")?;
+        for (id, next) in self.streams.into_values() {
+            update.execute([id, next])?;
+        }
+        Ok(())
+    }
+}
+
+/// `stream`'s id and next `seq`, giving it an id if it is new. Ids are
+/// never freed, so a stream's `seq`s are never reused.
+fn stream_seq(tx: &Connection, stream: &str) -> rusqlite::Result<(i64, i64)> {
+    if let Some(known) = tx
+        .prepare_cached("SELECT id, next_seq FROM streams WHERE name = ?1")?
+        .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+    {
+        return Ok(known);
+    }
+    let id: i64 = tx
+        .prepare_cached("INSERT INTO streams (name, next_seq) VALUES (?1, 0) RETURNING id")?
+        .query_row([stream], |r| r.get(0))?;
+    if id >= 1 << (63 - schema::STREAM_SHIFT) {
+        return Err(rusqlite::Error::InvalidParameterName(
+            "the spool has run out of stream ids".into(),
+        ));
+    }
+    Ok((id, schema::seq_range(id).0 + 1))
 }
 
 fn insert_dead(
@@ -393,18 +463,21 @@ fn complete(
                 .execute(params![seq, next_attempt_at, error])?;
             }
             Outcome::Dead { reason, attempts } => {
-                let moved = tx.prepare_cached(
-                    "INSERT INTO dead_letters
-                        (stream, use_case, queue, order_key, event_id, payload, enqueued_at, failed_at, attempts, reason)
-                     SELECT stream, use_case, queue, order_key, event_id, payload, enqueued_at, ?2, ?3, ?4
-                     FROM entries WHERE seq = ?1",
-                )?
-                .execute(params![seq, now, attempts, reason])?;
-                if moved > 0 {
-                    let stream: String =
-                        tx.query_row("SELECT stream FROM entries WHERE seq = ?1", [seq], |r| {
-                            r.get(0)
-                        })?;
+                let moved: Option<String> = tx
+                    .prepare_cached(
+                        "INSERT INTO dead_letters
+                            (stream, use_case, queue, order_key, event_id, payload, enqueued_at, failed_at, attempts, reason)
+                         SELECT s.name, e.use_case, e.queue, e.order_key, e.event_id, e.payload, e.enqueued_at, ?2, ?3, ?4
+                         FROM entries AS e JOIN streams AS s ON s.id = e.seq >> ?5
+                         WHERE e.seq = ?1
+                         RETURNING stream",
+                    )?
+                    .query_row(
+                        params![seq, now, attempts, reason, schema::STREAM_SHIFT],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(stream) = moved {
                     tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?
                         .execute([seq])?;
                     // The entries queued behind it on its key are free now.
@@ -435,26 +508,30 @@ fn retry_dead(
     // A source's dead letter (no stream) is raw input that never became an
     // event: there is nothing to replay it into, so it stays until dropped.
     let clause = format!("({clause}) AND stream <> ''");
-    {
-        let mut streams = tx.prepare(&format!(
-            "SELECT DISTINCT stream FROM dead_letters WHERE {clause}"
-        ))?;
-        let rows = streams.query_map([&arg], |r| r.get::<_, String>(0))?;
-        for stream in rows {
-            woken.insert(stream?);
-        }
-    }
     // A retried dead letter joins the back of its key's queue; if the same
     // event is still pending (it was re-sent meanwhile), the pending copy wins.
-    tx.execute(
-        &format!(
-            "INSERT OR IGNORE INTO entries
-                (stream, use_case, queue, order_key, event_id, payload, enqueued_at, next_attempt_at)
-             SELECT stream, use_case, queue, order_key, event_id, payload, ?2, ?2
+    let mut seqs = SeqAllocator::default();
+    {
+        let mut read = tx.prepare(&format!(
+            "SELECT stream, use_case, queue, order_key, event_id, payload
              FROM dead_letters WHERE {clause} ORDER BY id"
-        ),
-        params![arg, now],
-    )?;
+        ))?;
+        let mut rows = read.query([&arg])?;
+        while let Some(row) = rows.next()? {
+            let entry = NewEntry {
+                stream: row.get(0)?,
+                use_case: row.get(1)?,
+                queue: row.get(2)?,
+                order_key: row.get(3)?,
+                event_id: row.get(4)?,
+                payload: row.get(5)?,
+            };
+            let seq = seqs.next(tx, &entry.stream)?;
+            insert_entry(tx, seq, &entry, now)?;
+            woken.insert(entry.stream);
+        }
+    }
+    seqs.store(tx)?;
     let moved = tx.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])?;
     Ok(moved as u64)
 }

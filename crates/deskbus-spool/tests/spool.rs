@@ -431,22 +431,27 @@ fn concurrent_appends_are_grouped() {
     );
 }
 
-/// Operations of the model-based test.
+/// Operations of the model-based test. Entries go to two streams that use
+/// the same order keys: a key orders one stream's entries only.
 #[derive(Debug, Clone)]
 enum Op {
-    Append(Vec<u8>),
-    Deliver(usize),
-    Retry(usize),
-    Dead(usize),
+    /// (stream, key) of each entry.
+    Append(Vec<(usize, u8)>),
+    Deliver(usize, usize),
+    Retry(usize, usize),
+    Dead(usize, usize),
     Reopen,
 }
 
+const STREAMS: [&str; 2] = ["out", "two"];
+
 fn op() -> impl Strategy<Value = Op> {
+    let stream = 0usize..STREAMS.len();
     prop_oneof![
-        3 => proptest::collection::vec(0u8..4, 1..5).prop_map(Op::Append),
-        3 => (1usize..6).prop_map(Op::Deliver),
-        1 => (1usize..3).prop_map(Op::Retry),
-        1 => (1usize..2).prop_map(Op::Dead),
+        3 => proptest::collection::vec((0usize..STREAMS.len(), 0u8..4), 1..5).prop_map(Op::Append),
+        3 => (stream.clone(), 1usize..6).prop_map(|(s, n)| Op::Deliver(s, n)),
+        1 => (stream.clone(), 1usize..3).prop_map(|(s, n)| Op::Retry(s, n)),
+        1 => (stream, 1usize..2).prop_map(|(s, n)| Op::Dead(s, n)),
         1 => Just(Op::Reopen),
     ]
 }
@@ -454,16 +459,17 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// Against a model of per-key FIFO queues: nothing is lost, nothing is
-    /// handed out twice at once, every key is delivered in append order, and
-    /// dead letters hold exactly what was given up.
+    /// Against a model of per-(stream, key) FIFO queues: nothing is lost,
+    /// nothing is handed out twice at once, every key is delivered in append
+    /// order, and dead letters hold exactly what was given up.
     #[test]
     fn spool_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = open(&dir);
-        let mut model: BTreeMap<String, VecDeque<String>> = BTreeMap::new();
-        let mut delivered: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut appended: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        type Queue = (&'static str, String);
+        let mut model: BTreeMap<Queue, VecDeque<String>> = BTreeMap::new();
+        let mut delivered: BTreeMap<Queue, Vec<String>> = BTreeMap::new();
+        let mut appended: BTreeMap<Queue, Vec<String>> = BTreeMap::new();
         let mut dead: Vec<String> = Vec::new();
         let mut next = 0;
         // Retries are due "later"; we fetch with a clock far in the future
@@ -471,36 +477,44 @@ proptest! {
         let far = now_ms() + 3_600_000;
         for op in ops {
             match op {
-                Op::Append(keys) => {
-                    let entries: Vec<NewEntry> = keys.iter().map(|k| {
+                Op::Append(targets) => {
+                    let entries: Vec<NewEntry> = targets.iter().map(|&(s, k)| {
                         next += 1;
                         let (key, id) = (format!("k{k}"), format!("e{next}"));
-                        model.entry(key.clone()).or_default().push_back(id.clone());
-                        appended.entry(key.clone()).or_default().push(id.clone());
-                        entry(&key, &id)
+                        let queue = (STREAMS[s], key.clone());
+                        model.entry(queue.clone()).or_default().push_back(id.clone());
+                        appended.entry(queue).or_default().push(id.clone());
+                        NewEntry::new(STREAMS[s], "uc", "q", &key, &id, id.as_bytes().to_vec())
                     }).collect();
                     append(&spool, entries);
                 }
-                Op::Deliver(n) | Op::Retry(n) | Op::Dead(n) => {
-                    let ready = spool.fetch_ready("out", far, n, &HashSet::new()).unwrap();
+                Op::Deliver(s, n) | Op::Retry(s, n) | Op::Dead(s, n) => {
+                    let stream = STREAMS[s];
+                    let ready = spool.fetch_ready(stream, far, n, &HashSet::new()).unwrap();
                     // Every ready entry is the head of its key in the model, once.
                     let mut keys = HashSet::new();
                     for e in &ready {
+                        prop_assert_eq!(&e.stream, stream);
                         prop_assert!(keys.insert(e.order_key.clone()), "two entries of one key");
-                        prop_assert_eq!(model[&e.order_key].front(), Some(&e.event_id));
+                        prop_assert_eq!(model[&(stream, e.order_key.clone())].front(), Some(&e.event_id));
                     }
-                    let expected_ready = model.values().filter(|q| !q.is_empty()).count().min(n);
+                    let expected_ready = model
+                        .iter()
+                        .filter(|((st, _), q)| *st == stream && !q.is_empty())
+                        .count()
+                        .min(n);
                     prop_assert_eq!(ready.len(), expected_ready);
                     let outcomes = ready.iter().map(|e| {
+                        let queue = (stream, e.order_key.clone());
                         let outcome = match op {
-                            Op::Deliver(_) => {
-                                model.get_mut(&e.order_key).unwrap().pop_front();
-                                delivered.entry(e.order_key.clone()).or_default().push(e.event_id.clone());
+                            Op::Deliver(..) => {
+                                model.get_mut(&queue).unwrap().pop_front();
+                                delivered.entry(queue).or_default().push(e.event_id.clone());
                                 Outcome::Delivered
                             }
-                            Op::Retry(_) => Outcome::Retry { error: "x".into(), next_attempt_at: far - 1 },
+                            Op::Retry(..) => Outcome::Retry { error: "x".into(), next_attempt_at: far - 1 },
                             _ => {
-                                model.get_mut(&e.order_key).unwrap().pop_front();
+                                model.get_mut(&queue).unwrap().pop_front();
                                 dead.push(e.event_id.clone());
                                 Outcome::Dead { reason: "poison".into(), attempts: e.attempts + 1 }
                             }
@@ -514,13 +528,20 @@ proptest! {
                     spool = open(&dir);
                 }
             }
-            let pending: usize = model.values().map(VecDeque::len).sum();
-            let depth = spool.stats().unwrap().streams.get("out").map_or(0, |s| s.depth as usize);
-            prop_assert_eq!(depth, pending);
+            let stats = spool.stats().unwrap();
+            for stream in STREAMS {
+                let pending: usize = model
+                    .iter()
+                    .filter(|((st, _), _)| *st == stream)
+                    .map(|(_, q)| q.len())
+                    .sum();
+                let depth = stats.streams.get(stream).map_or(0, |s| s.depth as usize);
+                prop_assert_eq!(depth, pending, "depth of {}", stream);
+            }
         }
         // Delivered order per key is a subsequence of append order.
-        for (key, got) in &delivered {
-            let order: Vec<&String> = appended[key].iter().filter(|id| got.contains(id)).collect();
+        for (queue, got) in &delivered {
+            let order: Vec<&String> = appended[queue].iter().filter(|id| got.contains(id)).collect();
             prop_assert_eq!(order, got.iter().collect::<Vec<_>>());
         }
         let mut dead_ids: Vec<String> = spool.dead_letters(None, 1000).unwrap().into_iter().map(|d| d.event_id).collect();

@@ -558,7 +558,7 @@ mod tests {
     #[tokio::test]
     async fn a_spool_whose_writer_stopped_stops_the_dispatcher() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
+        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
         spool.close();
         let stream = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
         let dispatcher = Dispatcher {

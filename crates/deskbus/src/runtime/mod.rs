@@ -341,9 +341,9 @@ async fn shutdown_signal() {
 }
 
 /// For the dispatcher's and recorder's tests: a spool at `path` holding
-/// one entry (seq 1) for stream `out`.
+/// one entry for stream `out`, and that entry's seq.
 #[cfg(test)]
-async fn spool_with_one_entry(path: &std::path::Path) -> Spool {
+async fn spool_with_one_entry(path: &std::path::Path) -> (Spool, i64) {
     use deskbus_spool::{AppendBatch, NewEntry};
     let spool = Spool::open(SpoolOptions::new(path)).unwrap();
     spool
@@ -353,5 +353,8 @@ async fn spool_with_one_entry(path: &std::path::Path) -> Spool {
         })
         .await
         .unwrap();
-    spool
+    let ready = spool
+        .fetch_ready("out", deskbus_spool::now_ms(), 1, &Default::default())
+        .unwrap();
+    (spool, ready[0].seq)
 }

@@ -273,9 +273,9 @@ mod tests {
     #[tokio::test]
     async fn a_closed_spool_is_reported_not_taken_for_a_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
+        let (spool, seq) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
         let mut recorder = Recorder::new(spool.clone(), "out".into());
-        recorder.add(vec![(1, Outcome::Delivered)]);
+        recorder.add(vec![(seq, Outcome::Delivered)]);
         spool.close();
         recorder.start(true);
         assert!(recorder.is_committing());
@@ -291,7 +291,7 @@ mod tests {
     async fn refused_outcomes_get_one_last_try_at_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.db");
-        let spool = super::super::spool_with_one_entry(&path).await;
+        let (spool, seq) = super::super::spool_with_one_entry(&path).await;
         let sqlite = rusqlite::Connection::open(&path).unwrap();
         sqlite
             .execute_batch(
@@ -300,7 +300,7 @@ mod tests {
             )
             .unwrap();
         let mut recorder = Recorder::new(spool.clone(), "out".into());
-        recorder.add(vec![(1, Outcome::Delivered)]);
+        recorder.add(vec![(seq, Outcome::Delivered)]);
         recorder.start(true);
         assert_eq!(recorder.finished().await, Vec::<i64>::new());
         assert_eq!(recorder.waiting(), 1, "refused, kept for later");
@@ -314,7 +314,7 @@ mod tests {
         assert!(recorder.try_refused_once_more());
         recorder.start(true);
         assert!(recorder.is_committing());
-        assert_eq!(recorder.finished().await, vec![1]);
+        assert_eq!(recorder.finished().await, vec![seq]);
         assert_eq!(recorder.waiting(), 0);
         assert!(!recorder.try_refused_once_more(), "nothing left to try");
         let left: i64 = sqlite

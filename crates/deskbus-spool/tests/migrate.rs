@@ -1,0 +1,148 @@
+//! Opening a spool written by an older deskbus: its pending entries, dead
+//! letters and cursors carry over, in order, with every promise kept.
+
+use std::collections::HashSet;
+
+use deskbus_spool::*;
+
+/// Version 1's layout, as the deskbus of that version created it.
+const VERSION_1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE entries (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream          TEXT    NOT NULL,
+    use_case        TEXT    NOT NULL,
+    queue           TEXT    NOT NULL,
+    order_key       TEXT    NOT NULL,
+    event_id        TEXT    NOT NULL,
+    payload         BLOB    NOT NULL,
+    enqueued_at     INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT
+);
+CREATE INDEX entries_by_key ON entries (stream, order_key, seq);
+CREATE INDEX entries_by_stream ON entries (stream, seq);
+CREATE UNIQUE INDEX entries_by_event ON entries (use_case, event_id);
+CREATE TABLE dead_letters (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream      TEXT    NOT NULL,
+    use_case    TEXT    NOT NULL,
+    queue       TEXT    NOT NULL,
+    order_key   TEXT    NOT NULL,
+    event_id    TEXT    NOT NULL,
+    payload     BLOB    NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    failed_at   INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL,
+    reason      TEXT    NOT NULL
+);
+CREATE INDEX dead_letters_by_stream ON dead_letters (stream, id);
+CREATE TABLE cursors (source TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1'), ('origin_uuid', 'u-1');
+-- Entries 5 to 9 were delivered and deleted: AUTOINCREMENT remembers 9.
+INSERT INTO entries (seq, stream, use_case, queue, order_key, event_id, payload,
+                     enqueued_at, attempts, next_attempt_at, last_error) VALUES
+    (1, 'out', 'uc', 'q', 'ticket:1', 'e1', x'7b7d', 100, 0, 100, NULL),
+    (2, 'two', 'uc2', 'q', 'ticket:1', 'e2', x'7b7d', 100, 0, 100, NULL),
+    (3, 'out', 'uc', 'q', 'ticket:1', 'e3', x'7b7d', 100, 2, 100, 'broker down'),
+    (4, 'out', 'uc', 'q', 'ticket:2', 'e4', x'7b7d', 100, 0, 100, NULL),
+    (9, 'out', 'uc', 'q', 'ticket:3', 'e9', x'7b7d', 100, 0, 100, NULL);
+DELETE FROM entries WHERE seq = 9;
+INSERT INTO dead_letters (stream, use_case, queue, order_key, event_id, payload,
+                          enqueued_at, failed_at, attempts, reason)
+    VALUES ('out', 'uc', 'q', 'ticket:4', 'd1', x'7b7d', 50, 60, 1, 'job too big');
+INSERT INTO cursors VALUES ('osticket', 'thread_entry:42', 100);
+";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+fn ready(spool: &Spool, stream: &str) -> Vec<Entry> {
+    spool
+        .fetch_ready(stream, now_ms(), 10, &HashSet::new())
+        .unwrap()
+}
+
+fn ids(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+#[test]
+fn a_version_1_spool_is_migrated_with_order_attempts_and_seqs_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(VERSION_1)
+        .unwrap();
+
+    let spool = Spool::open(SpoolOptions::new(&path)).unwrap();
+    // Per key order holds, per stream: e3 waits behind e1, e2 does not.
+    let out = ready(&spool, "out");
+    assert_eq!(ids(&out), ["e1", "e4"]);
+    assert_eq!(ids(&ready(&spool, "two")), ["e2"]);
+    let stats = spool.stats().unwrap();
+    assert_eq!(stats.streams["out"].depth, 3);
+    assert_eq!(stats.streams["out"].dead_letters, 1);
+    assert_eq!(stats.streams["two"].depth, 1);
+    assert_eq!(stats.cursors["osticket"], "thread_entry:42");
+    assert_eq!(spool.meta("origin_uuid").unwrap().as_deref(), Some("u-1"));
+    assert_eq!(spool.meta("schema_version").unwrap().as_deref(), Some("2"));
+
+    rt().block_on(spool.complete(vec![(out[0].seq, Outcome::Delivered)]))
+        .unwrap();
+    let out = ready(&spool, "out");
+    assert_eq!(ids(&out), ["e3", "e4"]);
+    assert_eq!(out[0].attempts, 2, "attempts carried over");
+    let migrated_seqs: Vec<i64> = out.iter().map(|e| e.seq).collect();
+
+    // A resent e4 is still the pending one; a new event comes after every
+    // seq version 1 handed out, delivered ones included.
+    rt().block_on(spool.append(AppendBatch {
+        entries: vec![
+            NewEntry::new("out", "uc", "q", "ticket:2", "e4", b"{}".to_vec()),
+            NewEntry::new("out", "uc", "q", "ticket:5", "e10", b"{}".to_vec()),
+        ],
+        ..Default::default()
+    }))
+    .unwrap();
+    let out = ready(&spool, "out");
+    assert_eq!(ids(&out), ["e3", "e4", "e10"]);
+    assert!(out[2].seq > *migrated_seqs.iter().max().unwrap());
+    assert!(out[2].seq & ((1 << 40) - 1) > 9, "seq 9 handed out again");
+
+    // The dead letter replays into its stream, behind what is there.
+    let moved = rt()
+        .block_on(spool.retry_dead_letters(DeadLetterSelector::Stream("out".into())))
+        .unwrap();
+    assert_eq!(moved, 1);
+    assert_eq!(ids(&ready(&spool, "out")), ["e3", "e4", "e10", "d1"]);
+    spool.close();
+
+    // Opening again finds version 2 and leaves it alone.
+    let spool = Spool::open(SpoolOptions::new(&path)).unwrap();
+    assert_eq!(ids(&ready(&spool, "out")), ["e3", "e4", "e10", "d1"]);
+    assert_eq!(ids(&ready(&spool, "two")), ["e2"]);
+}
+
+#[test]
+fn a_spool_of_a_newer_deskbus_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '99');",
+        )
+        .unwrap();
+    let error = Spool::open(SpoolOptions::new(&path))
+        .err()
+        .expect("refused");
+    let chain = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(chain.contains("schema version 99 is newer"), "{chain}");
+}
