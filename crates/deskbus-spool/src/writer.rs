@@ -251,13 +251,22 @@ fn pending(command: Command, result: Result<u64, String>) -> Pending {
     }
 }
 
+/// A write transaction, the write lock taken at once. A deferred one would
+/// start reading (a command's first statement may be a SELECT) and then
+/// fail at its first write, without waiting, while another process (the
+/// `deskbus dlq` CLI) holds the lock: SQLite only waits for a lock
+/// (`busy_timeout`) when a transaction begins.
+fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 /// The fast path: every command straight in one transaction (not committed).
 fn apply_all<'c>(
     conn: &'c mut Connection,
     group: &[Command],
     now: i64,
 ) -> rusqlite::Result<(rusqlite::Transaction<'c>, Vec<u64>, BTreeSet<String>)> {
-    let tx = conn.transaction()?;
+    let tx = begin(conn)?;
     let mut woken = BTreeSet::new();
     let counts = group
         .iter()
@@ -288,7 +297,7 @@ fn apply_group(
             .collect();
         return (answers, committed);
     }
-    let mut tx = match conn.transaction() {
+    let mut tx = match begin(conn) {
         Ok(tx) => tx,
         Err(error) => {
             let message = error_chain(&error);

@@ -386,6 +386,23 @@ fn outcomes_committed_unsynced_are_synced_once_idle() {
     assert_eq!(spool.meta("outcomes_synced_at").unwrap(), Some(synced));
 }
 
+/// Another process holding the write lock for a while (the `deskbus dlq`
+/// CLI) makes an append wait, not fail.
+#[test]
+fn an_append_waits_for_another_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    let other = rusqlite::Connection::open(dir.path().join("spool.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.execute_batch("COMMIT;").unwrap();
+    });
+    append(&spool, vec![entry("k", "a")]);
+    releaser.join().unwrap();
+    assert_eq!(spool.stats().unwrap().streams["out"].depth, 1);
+}
+
 #[test]
 fn closed_spool_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
