@@ -117,8 +117,12 @@ fn bare_table(dir: &std::path::Path) -> (Phase, Phase) {
     let drain = measure(|| {
         conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
         loop {
+            // `+ 0`, as in the spool's own fetch: a bare LIMIT parameter
+            // has SQLite compile the statement again at every run.
             let rows: Vec<(i64, String, Vec<u8>)> = conn
-                .prepare_cached("SELECT seq, event_id, payload FROM entries ORDER BY seq LIMIT ?1")
+                .prepare_cached(
+                    "SELECT seq, event_id, payload FROM entries ORDER BY seq LIMIT ?1 + 0",
+                )
                 .unwrap()
                 .query_map([BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .unwrap()

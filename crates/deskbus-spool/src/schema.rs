@@ -14,7 +14,8 @@ pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How many bits of an entry's `seq` count within its stream; the bits
 /// above are the stream's id. A stream can queue 2^40 entries in its
-/// lifetime, and there can be 2^23 streams.
+/// lifetime, and there can be 2^23 - 2 streams (ids from 1, and the range
+/// of the last id would end past `i64::MAX`).
 pub(crate) const STREAM_SHIFT: u32 = 40;
 
 /// The first `seq` of stream `id`, and the first past it.
@@ -139,6 +140,8 @@ pub(crate) fn open(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> 
             )));
         }
         Some(1) => migrate_from_1(&tx)?,
+        // Version 1 created its tables before it wrote its version.
+        None if has_column(&tx, "entries", "stream")? => migrate_from_1(&tx)?,
         _ => {}
     }
     tx.execute_batch(SCHEMA)?;
@@ -149,6 +152,15 @@ pub(crate) fn open(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> 
     )?;
     tx.commit()?;
     Ok(conn)
+}
+
+fn has_column(tx: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
 }
 
 /// Version 1 kept the stream's name in each entry, indexed, and took `seq`
@@ -166,9 +178,9 @@ fn migrate_from_1(tx: &Connection) -> rusqlite::Result<()> {
         .unwrap_or(0);
     tx.execute_batch(
         "ALTER TABLE entries RENAME TO entries_v1;
-         DROP INDEX entries_by_key;
-         DROP INDEX entries_by_stream;
-         DROP INDEX entries_by_event;",
+         DROP INDEX IF EXISTS entries_by_key;
+         DROP INDEX IF EXISTS entries_by_stream;
+         DROP INDEX IF EXISTS entries_by_event;",
     )?;
     tx.execute_batch(SCHEMA)?;
     let mut ids: HashMap<String, i64> = HashMap::new();

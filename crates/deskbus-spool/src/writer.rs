@@ -155,9 +155,9 @@ pub(crate) fn run(
         }
         let mut woken = BTreeSet::new();
         let (pending, committed) = apply_group(&mut conn, group, &mut woken);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
         match committed {
             Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
                 // A synced commit syncs the whole WAL before it.
                 if current == SyncMode::Normal && sync == SyncMode::Full {
                     unsynced_since.get_or_insert_with(std::time::Instant::now);
@@ -260,34 +260,35 @@ fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
-/// The fast path: every command straight in one transaction (not committed).
-fn apply_all<'c>(
-    conn: &'c mut Connection,
-    group: &[Command],
-    now: i64,
-) -> rusqlite::Result<(rusqlite::Transaction<'c>, Vec<u64>, BTreeSet<String>)> {
-    let tx = begin(conn)?;
-    let mut woken = BTreeSet::new();
-    let counts = group
-        .iter()
-        .map(|command| apply_one(&tx, command, now, &mut woken))
-        .collect::<rusqlite::Result<_>>()?;
-    Ok((tx, counts, woken))
-}
-
 /// Applies a group in one transaction. The fast path runs every command
 /// straight in it. If one fails (say, a payload over SQLite's size limit),
 /// the transaction is rolled back and the group is run again with a
 /// savepoint per command, so the failing command is answered alone and the
 /// rest still commits. Savepoints cost a few statements per command, which
 /// matters at tens of thousands of commands a second, hence the fast path.
+///
+/// A transaction that cannot begin (another process kept the lock past
+/// `busy_timeout`) fails the whole group: nothing was written.
 fn apply_group(
     conn: &mut Connection,
     group: Vec<Command>,
     woken: &mut BTreeSet<String>,
 ) -> (Vec<Pending>, rusqlite::Result<()>) {
     let now = now_ms();
-    if let Ok((tx, counts, own_woken)) = apply_all(conn, &group, now) {
+    let not_begun = |group: Vec<Command>, error| {
+        let answers = group.into_iter().map(|c| pending(c, Ok(0))).collect();
+        (answers, Err(error))
+    };
+    let tx = match begin(conn) {
+        Ok(tx) => tx,
+        Err(error) => return not_begun(group, error),
+    };
+    let mut own_woken = BTreeSet::new();
+    let counts: rusqlite::Result<Vec<u64>> = group
+        .iter()
+        .map(|command| apply_one(&tx, command, now, &mut own_woken))
+        .collect();
+    if let Ok(counts) = counts {
         let committed = tx.commit();
         woken.extend(own_woken);
         let answers = group
@@ -297,15 +298,10 @@ fn apply_group(
             .collect();
         return (answers, committed);
     }
+    drop(tx); // rolled back
     let mut tx = match begin(conn) {
         Ok(tx) => tx,
-        Err(error) => {
-            let message = error_chain(&error);
-            for command in group {
-                pending(command, Ok(0)).answer(Some(&message));
-            }
-            return (Vec::new(), Ok(()));
-        }
+        Err(error) => return not_begun(group, error),
     };
     let mut answers = Vec::with_capacity(group.len());
     for command in group {
@@ -422,7 +418,7 @@ fn stream_seq(tx: &Connection, stream: &str) -> rusqlite::Result<(i64, i64)> {
     let id: i64 = tx
         .prepare_cached("INSERT INTO streams (name, next_seq) VALUES (?1, 0) RETURNING id")?
         .query_row([stream], |r| r.get(0))?;
-    if id >= 1 << (63 - schema::STREAM_SHIFT) {
+    if id >= (1 << (63 - schema::STREAM_SHIFT)) - 1 {
         return Err(rusqlite::Error::InvalidParameterName(
             "the spool has run out of stream ids".into(),
         ));

@@ -112,6 +112,11 @@ fn a_version_1_spool_is_migrated_with_order_attempts_and_seqs_kept() {
     .unwrap();
     let out = ready(&spool, "out");
     assert_eq!(ids(&out), ["e3", "e4", "e10"]);
+    assert_eq!(
+        spool.stats().unwrap().streams["out"].depth,
+        3,
+        "e4 queued once"
+    );
     assert!(out[2].seq > *migrated_seqs.iter().max().unwrap());
     assert!(out[2].seq & ((1 << 40) - 1) > 9, "seq 9 handed out again");
 
@@ -123,10 +128,43 @@ fn a_version_1_spool_is_migrated_with_order_attempts_and_seqs_kept() {
     assert_eq!(ids(&ready(&spool, "out")), ["e3", "e4", "e10", "d1"]);
     spool.close();
 
+    // Nothing of version 1 is left behind.
+    let sqlite = rusqlite::Connection::open(&path).unwrap();
+    let leftovers: Vec<String> = sqlite
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE name IN ('entries_v1', 'entries_by_stream')
+             UNION ALL SELECT name FROM sqlite_sequence WHERE name LIKE 'entries%'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // Opening again finds version 2 and leaves it alone.
     let spool = Spool::open(SpoolOptions::new(&path)).unwrap();
     assert_eq!(ids(&ready(&spool, "out")), ["e3", "e4", "e10", "d1"]);
     assert_eq!(ids(&ready(&spool, "two")), ["e2"]);
+}
+
+/// The first version-1 binaries had no `entries_by_stream`, and version 1
+/// wrote its version after its tables: a crash in between left none.
+#[test]
+fn a_version_1_spool_without_its_version_or_an_index_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!(
+            "{VERSION_1}
+             DELETE FROM meta WHERE key = 'schema_version';
+             DROP INDEX entries_by_stream;"
+        ))
+        .unwrap();
+    let spool = Spool::open(SpoolOptions::new(&path)).unwrap();
+    assert_eq!(ids(&ready(&spool, "out")), ["e1", "e4"]);
+    assert_eq!(spool.meta("schema_version").unwrap().as_deref(), Some("2"));
 }
 
 #[test]

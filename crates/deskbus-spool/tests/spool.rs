@@ -403,6 +403,31 @@ fn an_append_waits_for_another_writer() {
     assert_eq!(spool.stats().unwrap().streams["out"].depth, 1);
 }
 
+/// Invariant 5: the highest seq, delivered and gone, is not handed out
+/// again, not even after a restart.
+#[test]
+fn a_delivered_seq_is_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    append(&spool, vec![entry("a", "1"), entry("b", "2")]);
+    let ready = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap();
+    let highest = ready.iter().map(|e| e.seq).max().unwrap();
+    complete(
+        &spool,
+        ready.iter().map(|e| (e.seq, Outcome::Delivered)).collect(),
+    );
+    spool.close();
+    let spool = open(&dir);
+    append(&spool, vec![entry("c", "3")]);
+    let ready = spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap();
+    assert_eq!(ids(&ready), ["3"]);
+    assert!(ready[0].seq > highest, "{} reused", ready[0].seq);
+}
+
 #[test]
 fn closed_spool_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
