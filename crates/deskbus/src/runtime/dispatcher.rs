@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deskbus_spool::{Entry, Outcome, Spool, SpoolError, now_ms};
-use tokio::task::JoinSet;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::Shutdown;
 use super::recorder::Recorder;
@@ -89,7 +90,14 @@ pub(super) struct Dispatcher {
     pub formats: Arc<HashMap<String, Arc<UseCaseFormat>>>,
 }
 
-type BatchResult = (Vec<Entry>, Vec<Result<(), DeliveryError>>);
+/// What a panic carried, when it is text (`panic!` with a message).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
 type FetchResult = Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>>;
 
 impl Dispatcher {
@@ -98,14 +106,16 @@ impl Dispatcher {
     /// deliver the same entries again and again.
     pub(super) async fn run(self, mut shutdown: Shutdown) -> Result<(), SpoolError> {
         let waker = self.spool.waker(&self.stream_id);
-        // Fetched from the spool and not yet handed to a delivery task, plus
+        // Fetched from the spool and not yet handed to a delivery, plus
         // everything handed out whose outcome is not on disk yet. An entry in
         // either is never fetched again.
         let mut read_ahead: VecDeque<Entry> = VecDeque::new();
         let mut in_flight: HashSet<i64> = HashSet::new();
-        let mut tasks: JoinSet<BatchResult> = JoinSet::new();
-        // Which entries each delivery task holds, to free them if it panics.
-        let mut held: HashMap<tokio::task::Id, Vec<i64>> = HashMap::new();
+        // Deliveries in progress, polled by this task rather than spawned:
+        // a task per batch cost a wake-up of another worker thread each,
+        // which at batch size 1 was most of the dispatcher's CPU. A
+        // stream's client does its I/O in tasks of its own anyway.
+        let mut tasks = FuturesUnordered::new();
         // Outcomes on their way to the spool. The loop does not wait for
         // them: entries stay in flight (not fetched again) until their
         // outcome is on disk, while the next batches are already delivered.
@@ -151,12 +161,17 @@ impl Dispatcher {
                         let entries: Vec<Entry> = read_ahead.drain(..take).collect();
                         let stream = self.stream.clone();
                         let formats = self.formats.clone();
-                        let seqs = entries.iter().map(|e| e.seq).collect();
-                        let task = tasks.spawn(async move {
-                            let results = deliver(&*stream, &formats, &entries).await;
-                            (entries, results)
+                        let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+                        tasks.push(async move {
+                            // A panicking stream must not take the dispatcher down.
+                            let delivered = std::panic::AssertUnwindSafe(async move {
+                                let results = deliver(&*stream, &formats, &entries).await;
+                                (entries, results)
+                            })
+                            .catch_unwind()
+                            .await;
+                            (seqs, delivered)
                         });
-                        held.insert(task.id(), seqs);
                     }
                     if !full {
                         // While outcomes are being committed the heads are still
@@ -187,20 +202,17 @@ impl Dispatcher {
             }
             let record_at = recorder.deadline();
             tokio::select! {
-                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
-                    Ok((id, (entries, results))) => {
-                        held.remove(&id);
-                        recorder.add(self.outcomes(&entries, results));
-                    }
-                    Err(join) => {
+                Some((seqs, delivered)) = tasks.next(), if !tasks.is_empty() => match delivered {
+                    Ok((entries, results)) => recorder.add(self.outcomes(&entries, results)),
+                    Err(panic) => {
                         // A panicking stream loses nothing: its entries stay in
                         // the spool and count a failed attempt, so a poison
                         // input that panics reaches `max_attempts` like any other.
-                        tracing::error!(stream = %self.stream_id, error = %join, "delivery task failed");
-                        let seqs = held.remove(&join.id()).unwrap_or_default();
+                        let error = format!("delivery panicked: {}", panic_message(&*panic));
+                        tracing::error!(stream = %self.stream_id, %error, "delivery failed");
                         let next_attempt_at = now_ms().saturating_add(self.settings.retry.max_backoff.as_millis() as i64);
                         recorder.add(seqs.into_iter().map(|seq| {
-                            (seq, Outcome::Retry { error: format!("delivery task failed: {join}"), next_attempt_at })
+                            (seq, Outcome::Retry { error: error.clone(), next_attempt_at })
                         }).collect());
                     }
                 },
@@ -579,5 +591,64 @@ mod tests {
             .expect("the dispatcher stops on its own");
         assert!(matches!(ended, Err(SpoolError::Closed)), "{ended:?}");
         assert_eq!(stream.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Panics at its first delivery, then takes everything.
+    struct PanicsOnce(std::sync::atomic::AtomicUsize);
+
+    impl Stream for PanicsOnce {
+        fn deliver<'a>(
+            &'a self,
+            batch: &'a [Delivery<'a>],
+        ) -> crate::streams::BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+            if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                panic!("boom");
+            }
+            Box::pin(async move { vec![Ok(()); batch.len()] })
+        }
+
+        fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A stream that panics fails that delivery only: the entry counts a
+    /// failed attempt and is delivered again, and the dispatcher goes on.
+    #[tokio::test]
+    async fn a_panicking_delivery_is_retried_and_the_dispatcher_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
+        let stream = Arc::new(PanicsOnce(std::sync::atomic::AtomicUsize::new(0)));
+        let dispatcher = Dispatcher {
+            stream_id: "out".into(),
+            settings: StreamSettings {
+                config: crate::streams::StreamConfig::Stdout(Default::default()),
+                concurrency: 4,
+                batch_size: 1,
+                retry: RetryPolicy {
+                    max_backoff: Duration::from_millis(50),
+                    ..RetryPolicy::default()
+                },
+            },
+            stream: stream.clone(),
+            spool: spool.clone(),
+            formats: Arc::new(HashMap::new()),
+        };
+        let (trigger, shutdown) = Shutdown::new();
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while spool.stats().unwrap().streams.contains_key("out") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not delivered again"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(stream.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        trigger.send(true).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the dispatcher stops at shutdown");
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
     }
 }
