@@ -27,14 +27,22 @@ pub fn http_client() -> reqwest::Client {
 /// A loopback port nothing listens on, never handed out twice in this
 /// process: tests run in parallel, and two of them must not pick the same
 /// port for a server and a webhook between choosing it and binding it.
+///
+/// Chosen below Linux's ephemeral range (32768-60999), not with `bind(0)`:
+/// a port from that range, released for the test to bind, could meanwhile
+/// become the local port of some outgoing connection (seen: AddrInUse
+/// while other tests made thousands of connections).
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 20_000 + (random % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
         let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
         if !given.contains(&port) {
             given.push(port);
