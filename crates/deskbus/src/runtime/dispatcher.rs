@@ -546,6 +546,22 @@ mod tests {
         }
     }
 
+    /// A dispatcher of stream `out` delivering batches of one, four at a time.
+    fn one_at_a_time(stream: Arc<dyn Stream>, spool: Spool, retry: RetryPolicy) -> Dispatcher {
+        Dispatcher {
+            stream_id: "out".into(),
+            settings: StreamSettings {
+                config: crate::streams::StreamConfig::Stdout(Default::default()),
+                concurrency: 4,
+                batch_size: 1,
+                retry,
+            },
+            stream,
+            spool,
+            formats: Arc::new(HashMap::new()),
+        }
+    }
+
     /// Counts what it is handed and takes it all.
     struct Counting(std::sync::atomic::AtomicUsize);
 
@@ -573,18 +589,7 @@ mod tests {
         let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
         spool.close();
         let stream = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
-        let dispatcher = Dispatcher {
-            stream_id: "out".into(),
-            settings: StreamSettings {
-                config: crate::streams::StreamConfig::Stdout(Default::default()),
-                concurrency: 4,
-                batch_size: 1,
-                retry: RetryPolicy::default(),
-            },
-            stream: stream.clone(),
-            spool,
-            formats: Arc::new(HashMap::new()),
-        };
+        let dispatcher = one_at_a_time(stream.clone(), spool, RetryPolicy::default());
         let (_trigger, shutdown) = Shutdown::new();
         let ended = tokio::time::timeout(Duration::from_secs(10), dispatcher.run(shutdown))
             .await
@@ -619,21 +624,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
         let stream = Arc::new(PanicsOnce(std::sync::atomic::AtomicUsize::new(0)));
-        let dispatcher = Dispatcher {
-            stream_id: "out".into(),
-            settings: StreamSettings {
-                config: crate::streams::StreamConfig::Stdout(Default::default()),
-                concurrency: 4,
-                batch_size: 1,
-                retry: RetryPolicy {
-                    max_backoff: Duration::from_millis(50),
-                    ..RetryPolicy::default()
-                },
-            },
-            stream: stream.clone(),
-            spool: spool.clone(),
-            formats: Arc::new(HashMap::new()),
+        let retry = RetryPolicy {
+            max_backoff: Duration::from_millis(50),
+            ..RetryPolicy::default()
         };
+        let dispatcher = one_at_a_time(stream.clone(), spool.clone(), retry);
         let (trigger, shutdown) = Shutdown::new();
         let running = tokio::spawn(dispatcher.run(shutdown));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
