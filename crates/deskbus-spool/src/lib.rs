@@ -668,7 +668,7 @@ impl Drop for Inner {
 ///
 /// `LIMIT ?3 + 0`, not `LIMIT ?3`: SQLite's planner uses the value of a
 /// bare `LIMIT` parameter, so it compiled the statement again at every
-/// fetch (measured: a re-prepare per run, about a fifth of the dispatcher's
+/// fetch (measured: a re-prepare per run, about a fifth of deskbus's
 /// CPU at batch 1). An expression is not looked into.
 const FETCH_READY: &str = "
     SELECT seq, use_case, queue, order_key, event_id, payload, enqueued_at, attempts

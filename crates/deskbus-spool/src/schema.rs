@@ -1,7 +1,6 @@
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
-
-use std::collections::HashMap;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -51,8 +50,9 @@ CREATE TABLE IF NOT EXISTS meta (
 /// - `streams.next_seq` keeps `seq`s from being reused (invariant 5)
 ///   without AUTOINCREMENT's extra table write.
 ///
-/// Measured against version 1 (text stream and key indexes), filling and
-/// draining 100k entries took about a fifth less CPU.
+/// Measured against version 1 (text stream and key indexes) with
+/// `cargo bench -p deskbus-spool` (100k entries, batches of 100): CPU per
+/// event 13-25% lower filling, 26-34% lower draining.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS streams (
     id       INTEGER PRIMARY KEY,
