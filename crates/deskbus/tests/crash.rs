@@ -17,7 +17,8 @@ type Batch = Vec<(String, Value)>;
 /// - every event that got a 202 is delivered (so no 202 was sent before commit);
 /// - every event sent is delivered at least once, and nothing else is;
 /// - a duplicate carries the same id and bytes, and duplicates of answered
-///   events are bounded by what can be in flight at the kill.
+///   events are bounded by what can be delivered and not yet recorded at
+///   the kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,9 +130,15 @@ async fn kill_9_under_load_loses_nothing() {
         .iter()
         .filter(|(id, n)| **n > 1 && !resent.contains(id))
         .count();
-    // Dispatcher: 4 batches of 100 in flight at most.
+    // What can be delivered and not yet recorded at the kill, with the
+    // stream's defaults (4 batches of 100): the batches in flight (400);
+    // outcomes waiting for the recorder, which stop new batches at 800 and
+    // overshoot by at most the batches then in flight (1,200); and one
+    // commit under way with what was waiting when it began (1,200). Quiet
+    // runs see 0-170; 450 was seen once under load, above the 400 this
+    // test used to assume.
     assert!(
-        duplicated_answered <= 400,
+        duplicated_answered <= 400 + 1_200 + 1_200,
         "{duplicated_answered} answered events delivered twice"
     );
     // A duplicate is the same event: same id, same bytes. (An event the
