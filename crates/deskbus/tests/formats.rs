@@ -28,13 +28,18 @@ fn preview(config: &str, use_case: &str, input: &str, raw: bool) -> (i32, Vec<u8
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // A child that exits before reading (a config it refuses) closes its
+    // stdin: the write then fails, and its exit code and stderr say why.
+    let written = child.stdin.take().unwrap().write_all(input.as_bytes());
     let out = child.wait_with_output().unwrap();
+    if let Err(error) = written {
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "input not written ({error}), yet deskbus format succeeded; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     (
         out.status.code().unwrap(),
         out.stdout,
