@@ -5,55 +5,9 @@ use std::collections::HashSet;
 
 use deskbus_spool::*;
 
-/// Version 1's layout, as the deskbus of that version created it.
-const VERSION_1: &str = "
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE entries (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream          TEXT    NOT NULL,
-    use_case        TEXT    NOT NULL,
-    queue           TEXT    NOT NULL,
-    order_key       TEXT    NOT NULL,
-    event_id        TEXT    NOT NULL,
-    payload         BLOB    NOT NULL,
-    enqueued_at     INTEGER NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
-    last_error      TEXT
-);
-CREATE INDEX entries_by_key ON entries (stream, order_key, seq);
-CREATE INDEX entries_by_stream ON entries (stream, seq);
-CREATE UNIQUE INDEX entries_by_event ON entries (use_case, event_id);
-CREATE TABLE dead_letters (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream      TEXT    NOT NULL,
-    use_case    TEXT    NOT NULL,
-    queue       TEXT    NOT NULL,
-    order_key   TEXT    NOT NULL,
-    event_id    TEXT    NOT NULL,
-    payload     BLOB    NOT NULL,
-    enqueued_at INTEGER NOT NULL,
-    failed_at   INTEGER NOT NULL,
-    attempts    INTEGER NOT NULL,
-    reason      TEXT    NOT NULL
-);
-CREATE INDEX dead_letters_by_stream ON dead_letters (stream, id);
-CREATE TABLE cursors (source TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);
-INSERT INTO meta VALUES ('schema_version', '1'), ('origin_uuid', 'u-1');
--- Entries 5 to 9 were delivered and deleted: AUTOINCREMENT remembers 9.
-INSERT INTO entries (seq, stream, use_case, queue, order_key, event_id, payload,
-                     enqueued_at, attempts, next_attempt_at, last_error) VALUES
-    (1, 'out', 'uc', 'q', 'ticket:1', 'e1', x'7b7d', 100, 0, 100, NULL),
-    (2, 'two', 'uc2', 'q', 'ticket:1', 'e2', x'7b7d', 100, 0, 100, NULL),
-    (3, 'out', 'uc', 'q', 'ticket:1', 'e3', x'7b7d', 100, 2, 100, 'broker down'),
-    (4, 'out', 'uc', 'q', 'ticket:2', 'e4', x'7b7d', 100, 0, 100, NULL),
-    (9, 'out', 'uc', 'q', 'ticket:3', 'e9', x'7b7d', 100, 0, 100, NULL);
-DELETE FROM entries WHERE seq = 9;
-INSERT INTO dead_letters (stream, use_case, queue, order_key, event_id, payload,
-                          enqueued_at, failed_at, attempts, reason)
-    VALUES ('out', 'uc', 'q', 'ticket:4', 'd1', x'7b7d', 50, 60, 1, 'job too big');
-INSERT INTO cursors VALUES ('osticket', 'thread_entry:42', 100);
-";
+/// Version 1's layout, as the deskbus of that version created it, with
+/// entries of streams `out` and `two`.
+const VERSION_1: &str = include_str!("fixtures/spool-v1.sql");
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

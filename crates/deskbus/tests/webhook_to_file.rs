@@ -150,12 +150,8 @@ async fn an_outcome_the_spool_refuses_holds_back_only_its_entry() {
     let (dir, bus) = start_webhook_to_file("", "", "");
     let spool = spool_sqlite(dir.path());
     let bad = uuid7();
-    spool
-        .execute_batch(&format!(
-            "CREATE TRIGGER poison BEFORE DELETE ON entries WHEN old.event_id = '{bad}'
-             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;"
-        ))
-        .unwrap();
+    let condition = format!("old.event_id = '{bad}'");
+    refuse_in_spool_when(&spool, "poison", "DELETE", &condition, "poisoned");
     let pending = || -> i64 {
         spool
             .query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))
@@ -224,6 +220,50 @@ async fn a_refused_outcome_gets_a_last_try_at_shutdown() {
     );
     let out = dir.path().join("out/tickets.ndjson");
     assert_eq!(delivered_ids(&out), vec![id]);
+}
+
+/// An upgrade keeps what the old deskbus had not delivered: a version-1
+/// spool (the spool's own migration fixture) is migrated when deskbus
+/// starts, its pending events of stream `out` are delivered, and new events
+/// flow as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_spool_is_upgraded_and_its_pending_events_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    rusqlite::Connection::open(dir.path().join("data/spool.db"))
+        .unwrap()
+        .execute_batch(include_str!(
+            "../../deskbus-spool/tests/fixtures/spool-v1.sql"
+        ))
+        .unwrap();
+    let (dir, mut bus) = start_webhook_to_file_in(dir, "", "", "");
+    // e1, e3 and e4 of the fixture, queue `q`, payload `{}`.
+    let migrated = dir.path().join("out/q.ndjson");
+    wait_for(Duration::from_secs(20), "the 3 pending events", || {
+        complete_lines(&migrated).len() >= 3
+    });
+    let id = uuid7();
+    post(&bus, &[event(&id, 1)]).await;
+    let out = dir.path().join("out/tickets.ndjson");
+    wait_for(Duration::from_secs(20), "a new event", || {
+        delivered_ids(&out) == [id.clone()]
+    });
+    assert!(bus.terminate().success(), "{}", bus.log());
+    assert_eq!(complete_lines(&migrated), ["{}", "{}", "{}"]);
+    let spool = spool_sqlite(dir.path());
+    let version: String = spool
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "2");
+    // Stream `two` is not in this config: its entry waits, kept.
+    let pending: i64 = spool
+        .query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(pending, 1);
 }
 
 /// Bad input gets a clear status and reason; nothing of a bad batch is kept;

@@ -47,6 +47,8 @@ pub struct Config {
 pub struct GeneralConfig {
     /// Where deskbus keeps its state: the spool (`spool.db`) and anything else.
     /// Relative paths are relative to the working directory. Default `./deskbus-data`.
+    /// A spool written by an older deskbus is upgraded in place when opened,
+    /// with its pending events; an older deskbus then refuses it.
     pub data_dir: PathBuf,
     /// Identifies this help-desk instance in payloads (the seed's `helpdesk_code`):
     /// a letter, then letters, `-` or `_`, at most 8 characters. Optional.

@@ -10,9 +10,8 @@
 //! delivered again (at least once), never to be lost: a commit task that
 //! dies without answering, and outcomes the spool still refuses when the
 //! dispatcher stops, after one last try (they stay pending for the next
-//! start). A spool whose
-//! writer has stopped frees nothing: the dispatcher stops (see
-//! [`Recorder::is_closed`]).
+//! start). A spool whose writer has stopped frees nothing: the dispatcher
+//! stops (see [`Recorder::is_closed`]).
 //!
 //! A commit the spool refuses is tried again outcome by outcome, so one
 //! outcome the spool keeps refusing holds back only its own entry (and its

@@ -215,6 +215,22 @@ pub(crate) struct Delivery<'a> {
     pub order_key: &'a str,
 }
 
+#[cfg(test)]
+impl<'a> Delivery<'a> {
+    /// For the streams' unit tests: a ticket event of use case `tickets`,
+    /// key `ticket:1`, JSON, with an id of a real one's length.
+    pub(crate) fn for_test(queue: &'a str, payload: &'a [u8]) -> Delivery<'a> {
+        Delivery {
+            use_case: "tickets",
+            order_key: "ticket:1",
+            event_id: "0197a3c0-0000-7000-8000-000000000000",
+            queue: queue.into(),
+            content_type: "application/json",
+            payload: payload.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DeliveryError {
     /// Worth trying again later (I/O error, broker down, 5xx, throttling).

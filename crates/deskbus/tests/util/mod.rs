@@ -148,7 +148,17 @@ pub fn start_webhook_to_file(
     stream_extra: &str,
     extra: &str,
 ) -> (tempfile::TempDir, Deskbus) {
-    let dir = tempfile::tempdir().unwrap();
+    start_webhook_to_file_in(tempfile::tempdir().unwrap(), web_extra, stream_extra, extra)
+}
+
+/// [`start_webhook_to_file`] in `dir`, which may hold state already
+/// (`data/spool.db`).
+pub fn start_webhook_to_file_in(
+    dir: tempfile::TempDir,
+    web_extra: &str,
+    stream_extra: &str,
+    extra: &str,
+) -> (tempfile::TempDir, Deskbus) {
     let (admin, web) = (
         ([127, 0, 0, 1], free_port()).into(),
         ([127, 0, 0, 1], free_port()).into(),
@@ -304,9 +314,21 @@ pub fn spool_sqlite(dir: &std::path::Path) -> rusqlite::Connection {
 /// Makes the spool refuse every `operation` (`INSERT`, `DELETE`) on its
 /// entries, failing with `message`, until trigger `name` is dropped.
 pub fn refuse_in_spool(spool: &rusqlite::Connection, name: &str, operation: &str, message: &str) {
+    refuse_in_spool_when(spool, name, operation, "TRUE", message);
+}
+
+/// [`refuse_in_spool`] for the rows where `condition` holds (SQL over the
+/// row as `old` or `new`, e.g. `old.event_id = 'x'`).
+pub fn refuse_in_spool_when(
+    spool: &rusqlite::Connection,
+    name: &str,
+    operation: &str,
+    condition: &str,
+    message: &str,
+) {
     spool
         .execute_batch(&format!(
-            "CREATE TRIGGER {name} BEFORE {operation} ON entries
+            "CREATE TRIGGER {name} BEFORE {operation} ON entries WHEN {condition}
              BEGIN SELECT RAISE(ABORT, '{message}'); END;"
         ))
         .unwrap();

@@ -268,19 +268,11 @@ impl Stream for AmqpStream {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
 
     use super::*;
 
     fn delivery(queue: &str) -> Delivery<'_> {
-        Delivery {
-            use_case: "tickets",
-            order_key: "ticket:1",
-            event_id: "0197a3c0-0000-7000-8000-000000000000",
-            queue: queue.into(),
-            content_type: "application/json",
-            payload: Cow::Borrowed(b"{}"),
-        }
+        Delivery::for_test(queue, b"{}")
     }
 
     #[tokio::test]

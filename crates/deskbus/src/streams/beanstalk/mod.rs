@@ -119,17 +119,6 @@ impl Stream for BeanstalkStream {
 mod tests {
     use super::*;
 
-    fn delivery<'a>(queue: &'a str, payload: &'a [u8]) -> Delivery<'a> {
-        Delivery {
-            use_case: "tickets",
-            order_key: "ticket:1",
-            event_id: "id",
-            queue: queue.into(),
-            content_type: "application/json",
-            payload: payload.into(),
-        }
-    }
-
     #[tokio::test]
     async fn invalid_tubes_are_permanent_and_an_unreachable_server_retryable() {
         // Port 1 on loopback: nothing listens, the connection is refused.
@@ -138,7 +127,10 @@ mod tests {
             ..BeanstalkConfig::default()
         });
         let results = stream
-            .deliver(&[delivery("bad tube", b"1"), delivery("good", b"2")])
+            .deliver(&[
+                Delivery::for_test("bad tube", b"1"),
+                Delivery::for_test("good", b"2"),
+            ])
             .await;
         assert!(
             matches!(&results[0], Err(DeliveryError::Permanent { reason }) if reason.contains("bad tube")),

@@ -125,14 +125,7 @@ mod tests {
     use super::*;
 
     fn delivery<'a>(queue: &'a str, payload: &'a str) -> Delivery<'a> {
-        Delivery {
-            use_case: "tickets",
-            order_key: "ticket:1",
-            event_id: "id",
-            queue: queue.into(),
-            content_type: "application/json",
-            payload: payload.as_bytes().into(),
-        }
+        Delivery::for_test(queue, payload.as_bytes())
     }
 
     fn stream(dir: &std::path::Path, rotate_bytes: u64) -> FileStream {

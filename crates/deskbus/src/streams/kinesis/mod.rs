@@ -515,22 +515,10 @@ mod tests {
         }
     }
 
-    fn delivery<'a>(queue: &'a str, payload: &'a [u8]) -> Delivery<'a> {
-        Delivery {
-            use_case: "tickets",
-            order_key: "ticket:1",
-            // An id of a real one's length: only its length counts here.
-            event_id: "0197a3c0-0000-7000-8000-000000000000",
-            queue: queue.into(),
-            content_type: "application/json",
-            payload: payload.into(),
-        }
-    }
-
     #[test]
     fn calls_stay_within_500_records_and_the_size_limit() {
         let stream = KinesisStream::new(Service::Firehose, config(false)).unwrap();
-        let batch: Vec<Delivery> = (0..1200).map(|_| delivery("s", b"{}")).collect();
+        let batch: Vec<Delivery> = (0..1200).map(|_| Delivery::for_test("s", b"{}")).collect();
         let members: Vec<usize> = (0..batch.len()).collect();
         let records = stream.records(&batch, &members);
         assert_eq!(records[0].data, b"{}\n");
@@ -539,7 +527,7 @@ mod tests {
 
         // 900,000-byte payloads: base64 makes each 1.2 MB, so 3 fit in 4 MiB.
         let big = vec![b'x'; 900_000];
-        let batch: Vec<Delivery> = (0..7).map(|_| delivery("s", &big)).collect();
+        let batch: Vec<Delivery> = (0..7).map(|_| Delivery::for_test("s", &big)).collect();
         let records = stream.records(&batch, &(0..7).collect::<Vec<_>>());
         let calls = stream.calls(&records);
         assert_eq!(calls, vec![0..3, 3..6, 6..7]);
@@ -554,8 +542,11 @@ mod tests {
         let stream = KinesisStream::new(Service::Firehose, config(true)).unwrap();
         let small: Vec<String> = (0..3).map(|i| format!("{{\"n\":{i}}}")).collect();
         let big = vec![b'y'; 1_023_990];
-        let mut batch: Vec<Delivery> = small.iter().map(|s| delivery("s", s.as_bytes())).collect();
-        batch.push(delivery("s", &big));
+        let mut batch: Vec<Delivery> = small
+            .iter()
+            .map(|s| Delivery::for_test("s", s.as_bytes()))
+            .collect();
+        batch.push(Delivery::for_test("s", &big));
         let records = stream.records(&batch, &[0, 1, 2, 3]);
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].data, b"{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
@@ -566,7 +557,7 @@ mod tests {
     #[test]
     fn data_streams_records_are_the_payload_keyed_by_order_key() {
         let stream = KinesisStream::new(Service::DataStreams, config(false)).unwrap();
-        let batch = vec![delivery("s", b"{\"a\":1}")];
+        let batch = vec![Delivery::for_test("s", b"{\"a\":1}")];
         let records = stream.records(&batch, &[0]);
         assert_eq!(records[0].data, b"{\"a\":1}");
         assert_eq!(records[0].partition_key, Some(batch[0].order_key));
@@ -621,9 +612,9 @@ mod tests {
         let stream = KinesisStream::new(Service::Firehose, config(false)).unwrap();
         let results = stream
             .deliver(&[
-                delivery("no spaces", b"1"),
-                delivery("s", &vec![b'x'; 1_024_000]),
-                delivery("s", b"2"),
+                Delivery::for_test("no spaces", b"1"),
+                Delivery::for_test("s", &vec![b'x'; 1_024_000]),
+                Delivery::for_test("s", b"2"),
             ])
             .await;
         assert!(

@@ -180,18 +180,13 @@ impl Stream for NatsStream {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
 
     use super::*;
 
     fn delivery<'a>(queue: &'a str, id: &'a str) -> Delivery<'a> {
         Delivery {
-            use_case: "tickets",
-            order_key: "ticket:1",
             event_id: id,
-            queue: queue.into(),
-            content_type: "application/json",
-            payload: Cow::Borrowed(b"{}"),
+            ..Delivery::for_test(queue, b"{}")
         }
     }
 
