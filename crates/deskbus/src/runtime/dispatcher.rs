@@ -91,7 +91,7 @@ pub(super) struct Dispatcher {
 }
 
 /// What a panic carried, when it is text (`panic!` with a message).
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()
@@ -597,6 +597,51 @@ mod tests {
             .expect("the dispatcher stops on its own");
         assert!(matches!(ended, Err(SpoolError::Closed)), "{ended:?}");
         assert_eq!(stream.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Takes everything, noting the thread each batch was handed over on.
+    #[derive(Default)]
+    struct NotesThread(std::sync::Mutex<Vec<Option<String>>>);
+
+    impl Stream for NotesThread {
+        fn deliver<'a>(
+            &'a self,
+            batch: &'a [Delivery<'a>],
+        ) -> crate::streams::BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+            let name = std::thread::current().name().map(str::to_owned);
+            self.0.lock().unwrap().push(name);
+            Box::pin(async move { vec![Ok(()); batch.len()] })
+        }
+
+        fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// `deskbus run` starts each dispatcher on a thread of its own, and
+    /// hears from it why it ended: here, a spool whose writer stopped
+    /// (which `run` turns into a fatal `StreamStopped`).
+    #[tokio::test]
+    async fn a_dispatcher_runs_on_its_streams_thread_and_reports_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
+        spool.close();
+        let stream = Arc::new(NotesThread::default());
+        let dispatcher = one_at_a_time(stream.clone(), spool, RetryPolicy::default());
+        let (_trigger, shutdown) = Shutdown::new();
+        let ended = super::super::spawn_dispatcher(dispatcher, shutdown).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the dispatcher stops on its own")
+            .expect("its thread answers");
+        assert!(
+            matches!(
+                ended,
+                Err(super::super::DispatcherEnd::SpoolClosed(SpoolError::Closed))
+            ),
+            "the spool's error is passed on"
+        );
+        assert_eq!(*stream.0.lock().unwrap(), [Some("stream-out".to_owned())]);
     }
 
     /// Panics at its first delivery, then takes everything.
