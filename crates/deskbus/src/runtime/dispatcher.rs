@@ -10,6 +10,7 @@ use std::time::Duration;
 use deskbus_spool::{Entry, Outcome, Spool, SpoolError, now_ms};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::task::JoinHandle;
 
 use super::Shutdown;
 use super::recorder::Recorder;
@@ -24,13 +25,16 @@ use crate::use_cases::format::UseCaseFormat;
 /// entries can also arrive from another process (`deskbus dlq retry`).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Bounds of one read-ahead from the spool, in entries: enough that batches
-/// of one do not cost a query each, few enough that the payloads held in
-/// memory stay small (at most `batch_size` when that is larger).
+/// Bounds of one read from the spool, in entries: enough that batches of
+/// one do not cost a query each, few enough that the payloads held in
+/// memory stay small (at most `batch_size` when that is larger). The next
+/// read starts once half of that is handed out, so up to one and a half
+/// times this much is held.
 const READ_AHEAD_MIN: usize = 64;
 const READ_AHEAD_MAX: usize = 1024;
-/// Payload bytes one read-ahead may hold (at least one entry is read):
-/// large payloads in the spool must not fill memory.
+/// Payload bytes held read ahead, about: a read stops once what is held
+/// reaches them (it returns at least one entry when one is ready), so
+/// that large payloads in the spool do not fill memory.
 const READ_AHEAD_BYTES: usize = 8 * 1024 * 1024;
 
 /// How often a read-ahead scans the whole queue while a backlog keeps the
@@ -114,10 +118,15 @@ impl Dispatcher {
         // Deliveries in progress, polled by this task rather than spawned:
         // a task per batch cost a wake-up of another worker thread each
         // (at batch size 1, about a third of deskbus's CPU). The price: one
-        // stream's batches are shaped one after another on this task, and
-        // they make no progress while it awaits a spool read. Measured, the
-        // batch-100 drains kept their throughput.
+        // stream's batches are shaped one after another on this task.
         let mut deliveries = FuturesUnordered::new();
+        // The spool read under way, if any, on the blocking pool: the
+        // deliveries go on meanwhile. `fresh` when a read came back since
+        // the batches were last cut: what it found is all that is ready,
+        // so a batch short of `batch_size` goes now rather than wait for
+        // yet another read.
+        let mut reading: Option<JoinHandle<(i64, FetchResult)>> = None;
+        let mut fresh = false;
         // Outcomes on their way to the spool. The loop does not wait for
         // them: entries stay in flight (not fetched again) until their
         // outcome is on disk, while the next batches are already delivered.
@@ -131,34 +140,26 @@ impl Dispatcher {
                 while deliveries.len() < self.settings.concurrency
                     && recorder.waiting() < self.outcomes_waiting_max()
                 {
-                    if read_ahead.len() < self.settings.batch_size {
-                        let from = scan.next_from();
-                        let Some((returned, fetched)) =
-                            self.fetch(from, std::mem::take(&mut in_flight)).await
-                        else {
-                            // Only when the runtime is going away.
-                            tracing::warn!(stream = %self.stream_id, "spool read cancelled; dispatcher stops");
-                            return Ok(());
-                        };
-                        in_flight = returned;
-                        match fetched {
-                            Ok(entries) => {
-                                scan.saw(from, &entries, self.read_ahead_limit());
-                                in_flight.extend(entries.iter().map(|e| e.seq));
-                                read_ahead.extend(entries);
-                            }
-                            Err(error) => {
-                                ComponentFailed {
-                                    component: &self.stream_id,
-                                    error: &*error,
-                                }
-                                .emit();
-                                break;
+                    if reading.is_none() && !fresh {
+                        // Read when a batch cannot be filled, and ahead of
+                        // need once half of what was read ahead is handed
+                        // out, so that deliveries need not wait for reads.
+                        let needed = read_ahead.len() < self.settings.batch_size;
+                        let early = read_ahead.len() < self.read_ahead_limit() / 2;
+                        if needed || early {
+                            let held: usize = read_ahead.iter().map(|e| e.payload.len()).sum();
+                            if needed || held < READ_AHEAD_BYTES {
+                                let max_bytes = READ_AHEAD_BYTES.saturating_sub(held).max(1);
+                                reading =
+                                    Some(self.read(scan.next_from(), max_bytes, in_flight.clone()));
                             }
                         }
                     }
                     let take = read_ahead.len().min(self.settings.batch_size);
                     let full = take == self.settings.batch_size;
+                    if !full && reading.is_some() {
+                        break; // the read under way may fill the batch
+                    }
                     if take > 0 {
                         let entries: Vec<Entry> = read_ahead.drain(..take).collect();
                         let stream = self.stream.clone();
@@ -187,6 +188,7 @@ impl Dispatcher {
                         break;
                     }
                 }
+                fresh = false;
             } else if deliveries.is_empty() && recorder.is_drained() {
                 // What the spool refused gets one last try before it is
                 // left for the next start.
@@ -203,6 +205,27 @@ impl Dispatcher {
             }
             let record_at = recorder.deadline();
             tokio::select! {
+                read = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                    reading = None;
+                    fresh = true;
+                    match read {
+                        Ok((from, Ok(entries))) => {
+                            scan.saw(from, &entries, self.read_ahead_limit());
+                            in_flight.extend(entries.iter().map(|e| e.seq));
+                            read_ahead.extend(entries);
+                        }
+                        Ok((_, Err(error))) => ComponentFailed {
+                            component: &self.stream_id,
+                            error: &*error,
+                        }
+                        .emit(),
+                        Err(_) => {
+                            // Only when the runtime is going away.
+                            tracing::warn!(stream = %self.stream_id, "spool read cancelled; dispatcher stops");
+                            return Ok(());
+                        }
+                    }
+                }
                 Some((entries, results)) = deliveries.next(), if !deliveries.is_empty() => match results {
                     Ok(results) => recorder.add(self.outcomes(&entries, results)),
                     Err(panic) => {
@@ -240,47 +263,36 @@ impl Dispatcher {
         }
     }
 
-    /// Reads ahead `batch_size × concurrency` ready heads (within
-    /// [`READ_AHEAD_MIN`] and [`READ_AHEAD_MAX`], and [`READ_AHEAD_BYTES`] of
-    /// payload), so a small `batch_size` does not cost one spool query per
-    /// batch. Every entry returned is the head of its order key (nothing of
-    /// its key is in flight), so the batches cut from them may be delivered
-    /// in parallel.
+    /// Starts a read of `batch_size × concurrency` ready heads (within
+    /// [`READ_AHEAD_MIN`] and [`READ_AHEAD_MAX`], and `max_bytes` of
+    /// payload) above `after_seq`, on the blocking pool, so that a small
+    /// `batch_size` does not cost one spool query per batch. Every entry
+    /// returned is the head of its order key (nothing of its key is in
+    /// flight), so the batches cut from them may be delivered in parallel.
     ///
-    /// `in_flight` is lent to the blocking read and handed back (the loop
-    /// awaits this call, so nothing else needs it meanwhile): no copy of a
-    /// set that holds up to `READ_AHEAD_MAX` sequences per fetch.
-    /// `None` only when the blocking task was cancelled (the runtime is
-    /// shutting down): a panic in the read is caught and reported as an
-    /// error, so the set always comes back.
-    async fn fetch(
+    /// `in_flight` is a copy: an entry freed while the read runs is only
+    /// skipped once more, and nothing is added to the set but by reads,
+    /// one at a time. A panic in the read is caught and reported as an
+    /// error. Answers `after_seq` with what was read.
+    fn read(
         &self,
         after_seq: i64,
+        max_bytes: usize,
         in_flight: HashSet<i64>,
-    ) -> Option<(HashSet<i64>, FetchResult)> {
+    ) -> JoinHandle<(i64, FetchResult)> {
         let spool = self.spool.clone();
         let stream = self.stream_id.clone();
         let limit = self.read_ahead_limit();
         tokio::task::spawn_blocking(move || {
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let now = now_ms();
-                spool.fetch_ready_within(
-                    &stream,
-                    now,
-                    limit,
-                    READ_AHEAD_BYTES,
-                    after_seq,
-                    &in_flight,
-                )
+                spool.fetch_ready_within(&stream, now_ms(), limit, max_bytes, after_seq, &in_flight)
             }));
             let fetched: FetchResult = match read {
                 Ok(fetched) => fetched.map_err(Into::into),
                 Err(_) => Err("the spool read panicked".into()),
             };
-            (in_flight, fetched)
+            (after_seq, fetched)
         })
-        .await
-        .ok()
     }
 
     /// Outcomes finished but not on disk past which no new batch starts:
