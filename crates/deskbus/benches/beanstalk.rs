@@ -173,14 +173,15 @@ fn main() {
         );
         let table = Table::new(12, "raw client");
         for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
-            // A fresh server per batch size: nothing left over between runs.
-            let server = Beanstalkd::start();
+            // A fresh server per measurement: each starts as empty as the
+            // baseline's did, with nothing left over from another run.
+            let base_server = Beanstalkd::start();
             let base_cpu_before = common::proc::cpu_time("self");
-            let (base_rate, base_p99) = baseline(&server, batch, total).await;
+            let (base_rate, base_p99) = baseline(&base_server, batch, total).await;
             let base_cpu = common::proc::cpu_time("self") - base_cpu_before;
-            let (rate, p99) = deskbus(&server, batch, total).await;
-            let steady_server = Beanstalkd::start();
-            let steady_p99 = deskbus_steady(&steady_server, batch, 500, 5).await;
+            drop(base_server);
+            let (rate, p99) = deskbus(&Beanstalkd::start(), batch, total).await;
+            let steady_p99 = deskbus_steady(&Beanstalkd::start(), batch, 500, 5).await;
             let (drain_rate, drain_cpu) = deskbus_drain(&Beanstalkd::start(), batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
             table.rate(

@@ -186,12 +186,14 @@ fn main() {
         );
         let table = Table::new(12, "async-nats");
         for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
-            // A fresh server per batch size: nothing left over between runs.
-            let server = NatsServer::start();
+            // A fresh server per measurement: each starts as empty as the
+            // baseline's did, with nothing left over from another run.
+            let base_server = NatsServer::start();
             let base_cpu_before = common::proc::cpu_time("self");
-            let (base_rate, base_p99) = baseline(&server, batch, total).await;
+            let (base_rate, base_p99) = baseline(&base_server, batch, total).await;
             let base_cpu = common::proc::cpu_time("self") - base_cpu_before;
-            let (rate, p99) = deskbus(&server, batch, total).await;
+            drop(base_server);
+            let (rate, p99) = deskbus(&NatsServer::start(), batch, total).await;
             let (drain_rate, drain_cpu) = deskbus_drain(&NatsServer::start(), batch, total).await;
             table.rate(&format!("events/s, batch {batch}"), rate, base_rate);
             table.rate(
