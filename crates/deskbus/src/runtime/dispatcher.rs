@@ -575,47 +575,11 @@ mod tests {
         }
     }
 
-    /// Counts what it is handed and takes it all.
-    struct Counting(std::sync::atomic::AtomicUsize);
-
-    impl Stream for Counting {
-        fn deliver<'a>(
-            &'a self,
-            batch: &'a [Delivery<'a>],
-        ) -> crate::streams::BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
-            self.0
-                .fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
-            Box::pin(async move { vec![Ok(()); batch.len()] })
-        }
-
-        fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Ok(()) })
-        }
-    }
-
-    /// A spool whose writer has stopped cannot record an outcome: the
-    /// dispatcher stops with an error (the runtime makes it fatal) after
-    /// one delivery, instead of delivering the same entry again and again.
-    #[tokio::test]
-    async fn a_spool_whose_writer_stopped_stops_the_dispatcher() {
-        let dir = tempfile::tempdir().unwrap();
-        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
-        spool.close();
-        let stream = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
-        let dispatcher = one_at_a_time(stream.clone(), spool, RetryPolicy::default());
-        let (_trigger, shutdown) = Shutdown::new();
-        let ended = tokio::time::timeout(Duration::from_secs(10), dispatcher.run(shutdown))
-            .await
-            .expect("the dispatcher stops on its own");
-        assert!(matches!(ended, Err(SpoolError::Closed)), "{ended:?}");
-        assert_eq!(stream.0.load(std::sync::atomic::Ordering::SeqCst), 1);
-    }
-
-    /// Takes everything, noting the thread each batch was handed over on.
+    /// Takes every batch, noting the thread each was handed over on.
     #[derive(Default)]
-    struct NotesThread(std::sync::Mutex<Vec<Option<String>>>);
+    struct TakesAll(std::sync::Mutex<Vec<Option<String>>>);
 
-    impl Stream for NotesThread {
+    impl Stream for TakesAll {
         fn deliver<'a>(
             &'a self,
             batch: &'a [Delivery<'a>],
@@ -630,16 +594,38 @@ mod tests {
         }
     }
 
+    /// A dispatcher of `out` (and its stream) over a spool in `dir` that
+    /// holds one entry and whose writer has stopped.
+    async fn over_a_stopped_spool(dir: &std::path::Path) -> (Arc<TakesAll>, Dispatcher) {
+        let (spool, _) = super::super::spool_with_one_entry(&dir.join("spool.db")).await;
+        spool.close();
+        let stream = Arc::new(TakesAll::default());
+        let dispatcher = one_at_a_time(stream.clone(), spool, RetryPolicy::default());
+        (stream, dispatcher)
+    }
+
+    /// A spool whose writer has stopped cannot record an outcome: the
+    /// dispatcher stops with an error (the runtime makes it fatal) after
+    /// one delivery, instead of delivering the same entry again and again.
+    #[tokio::test]
+    async fn a_spool_whose_writer_stopped_stops_the_dispatcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stream, dispatcher) = over_a_stopped_spool(dir.path()).await;
+        let (_trigger, shutdown) = Shutdown::new();
+        let ended = tokio::time::timeout(Duration::from_secs(10), dispatcher.run(shutdown))
+            .await
+            .expect("the dispatcher stops on its own");
+        assert!(matches!(ended, Err(SpoolError::Closed)), "{ended:?}");
+        assert_eq!(stream.0.lock().unwrap().len(), 1, "one delivery");
+    }
+
     /// `deskbus run` starts each dispatcher on a thread of its own, and
     /// hears from it why it ended: here, a spool whose writer stopped
     /// (which `run` turns into a fatal `StreamStopped`).
     #[tokio::test]
     async fn a_dispatcher_runs_on_its_streams_thread_and_reports_its_end() {
         let dir = tempfile::tempdir().unwrap();
-        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
-        spool.close();
-        let stream = Arc::new(NotesThread::default());
-        let dispatcher = one_at_a_time(stream.clone(), spool, RetryPolicy::default());
+        let (stream, dispatcher) = over_a_stopped_spool(dir.path()).await;
         let (_trigger, shutdown) = Shutdown::new();
         let ended = super::super::spawn_dispatcher(dispatcher, shutdown).unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(10), ended)
