@@ -28,8 +28,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Bounds of one read from the spool, in entries: enough that batches of
 /// one do not cost a query each, few enough that the payloads held in
 /// memory stay small (at most `batch_size` when that is larger). The next
-/// read starts once half of that is handed out, so up to one and a half
-/// times this much is held.
+/// read starts once half of that is handed out, or less than a batch is
+/// left, so less than twice this much is held.
 const READ_AHEAD_MIN: usize = 64;
 const READ_AHEAD_MAX: usize = 1024;
 /// Payload bytes held read ahead, about: a read stops once what is held
@@ -85,6 +85,65 @@ impl ScanFrom {
     }
 }
 
+/// A dispatcher's reads from the spool: at most one under way, on the
+/// blocking pool, while the deliveries go on.
+#[derive(Default)]
+struct Reads {
+    under_way: Option<JoinHandle<(i64, FetchResult)>>,
+    /// The last read scanned the whole queue and found less than it asked
+    /// for, and nothing that can make more entries ready (an append, a
+    /// commit, time passing) has happened since it started: another read
+    /// would find nothing new. Keeps an idle dispatcher from spinning.
+    caught_up: bool,
+    /// Something changed since the read under way started.
+    changed: bool,
+}
+
+impl Reads {
+    /// No read is under way and one may find something.
+    fn is_due(&self) -> bool {
+        self.under_way.is_none() && !self.caught_up
+    }
+
+    fn is_under_way(&self) -> bool {
+        self.under_way.is_some()
+    }
+
+    fn start(&mut self, read: JoinHandle<(i64, FetchResult)>) {
+        self.under_way = Some(read);
+        self.changed = false;
+    }
+
+    /// Something happened that may have made entries ready.
+    fn changed(&mut self) {
+        self.caught_up = false;
+        self.changed = true;
+    }
+
+    /// What the read under way found, once it ends (never, if none is):
+    /// where it started, and its entries. Cancel safe: the read goes on.
+    async fn finished(&mut self) -> ReadResult {
+        let Some(read) = self.under_way.as_mut() else {
+            return std::future::pending().await;
+        };
+        let ended = read.await;
+        self.under_way = None;
+        match ended {
+            Ok((from, fetched)) => fetched.map(|entries| (from, entries)),
+            // The read panicked past its own guard, or was cancelled.
+            Err(join) => Err(join.into()),
+        }
+    }
+
+    /// The read that ended was caught up (see `caught_up`) if `short`.
+    fn found(&mut self, short: bool) {
+        self.caught_up = short && !self.changed;
+    }
+}
+
+/// What a read found: where it started, and its entries.
+type ReadResult = Result<(i64, Vec<Entry>), Box<dyn std::error::Error + Send + Sync>>;
+
 pub(super) struct Dispatcher {
     pub stream_id: String,
     pub settings: StreamSettings,
@@ -115,17 +174,16 @@ impl Dispatcher {
         // either is never fetched again.
         let mut read_ahead: VecDeque<Entry> = VecDeque::new();
         let mut in_flight: HashSet<i64> = HashSet::new();
-        // Deliveries in progress, polled by this task rather than spawned:
-        // a task per batch cost a wake-up of another worker thread each
-        // (at batch size 1, about a third of deskbus's CPU). The price: one
-        // stream's batches are shaped one after another on this task.
+        // Deliveries in progress, polled by this task rather than spawned
+        // (when dispatchers shared the runtime, a task per batch cost a
+        // wake-up of another worker thread each: at batch size 1, about a
+        // third of deskbus's CPU). The price: one stream's batches are
+        // shaped one after another on this task.
         let mut deliveries = FuturesUnordered::new();
-        // The spool read under way, if any, on the blocking pool: the
-        // deliveries go on meanwhile. `fresh` when a read came back since
-        // the batches were last cut: what it found is all that is ready,
-        // so a batch short of `batch_size` goes now rather than wait for
-        // yet another read.
-        let mut reading: Option<JoinHandle<(i64, FetchResult)>> = None;
+        let mut reads = Reads::default();
+        // A read came back since a short batch last went: what it found is
+        // all that was ready, so a batch short of `batch_size` goes now
+        // rather than wait for another read.
         let mut fresh = false;
         // Outcomes on their way to the spool. The loop does not wait for
         // them: entries stay in flight (not fetched again) until their
@@ -135,29 +193,33 @@ impl Dispatcher {
         loop {
             let mut idle_for = IDLE_POLL;
             if !shutdown.is_triggered() {
-                // While the spool refuses outcomes, stop delivering: what is
-                // delivered then cannot be recorded, only delivered again.
-                while deliveries.len() < self.settings.concurrency
-                    && recorder.waiting() < self.outcomes_waiting_max()
-                {
-                    if reading.is_none() && !fresh {
+                loop {
+                    if reads.is_due() {
                         // Read when a batch cannot be filled, and ahead of
-                        // need once half of what was read ahead is handed
-                        // out, so that deliveries need not wait for reads.
+                        // need once half of what was read is handed out
+                        // (even while every delivery slot is taken), so
+                        // that deliveries need not wait for reads.
                         let needed = read_ahead.len() < self.settings.batch_size;
                         let early = read_ahead.len() < self.read_ahead_limit() / 2;
                         if needed || early {
                             let held: usize = read_ahead.iter().map(|e| e.payload.len()).sum();
                             if needed || held < READ_AHEAD_BYTES {
                                 let max_bytes = READ_AHEAD_BYTES.saturating_sub(held).max(1);
-                                reading =
-                                    Some(self.read(scan.next_from(), max_bytes, in_flight.clone()));
+                                let from = scan.next_from();
+                                reads.start(self.read(from, max_bytes, in_flight.clone()));
                             }
                         }
                     }
+                    // While the spool refuses outcomes, stop delivering: what is
+                    // delivered then cannot be recorded, only delivered again.
+                    if deliveries.len() >= self.settings.concurrency
+                        || recorder.waiting() >= self.outcomes_waiting_max()
+                    {
+                        break;
+                    }
                     let take = read_ahead.len().min(self.settings.batch_size);
                     let full = take == self.settings.batch_size;
-                    if !full && reading.is_some() {
+                    if !full && reads.is_under_way() && !fresh {
                         break; // the read under way may fill the batch
                     }
                     if take > 0 {
@@ -174,21 +236,23 @@ impl Dispatcher {
                         });
                     }
                     if !full {
+                        fresh = false;
                         // While outcomes are being committed the heads are still
                         // in flight; the completion wakes the loop, no need to poll.
                         // Nor while refused outcomes wait: their entries are due
                         // already (so `next_due` would say "now" at every pass),
                         // and the recorder's deadline wakes the loop for them.
+                        // Nor while a read is under way: it wakes the loop.
                         if deliveries.is_empty()
                             && !recorder.is_committing()
                             && recorder.waiting() == 0
+                            && !reads.is_under_way()
                         {
                             idle_for = self.until_next_due().await;
                         }
                         break;
                     }
                 }
-                fresh = false;
             } else if deliveries.is_empty() && recorder.is_drained() {
                 // What the spool refused gets one last try before it is
                 // left for the next start.
@@ -205,24 +269,26 @@ impl Dispatcher {
             }
             let record_at = recorder.deadline();
             tokio::select! {
-                read = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
-                    reading = None;
+                read = reads.finished() => {
                     fresh = true;
                     match read {
-                        Ok((from, Ok(entries))) => {
-                            scan.saw(from, &entries, self.read_ahead_limit());
+                        Ok((from, entries)) => {
+                            let limit = self.read_ahead_limit();
+                            scan.saw(from, &entries, limit);
+                            reads.found(from == 0 && entries.len() < limit);
                             in_flight.extend(entries.iter().map(|e| e.seq));
                             read_ahead.extend(entries);
                         }
-                        Ok((_, Err(error))) => ComponentFailed {
-                            component: &self.stream_id,
-                            error: &*error,
-                        }
-                        .emit(),
-                        Err(_) => {
-                            // Only when the runtime is going away.
-                            tracing::warn!(stream = %self.stream_id, "spool read cancelled; dispatcher stops");
-                            return Ok(());
+                        Err(error) => {
+                            // Not again before something changes (at most
+                            // `IDLE_POLL` from now): a failing spool is not
+                            // to be hammered.
+                            reads.found(true);
+                            ComponentFailed {
+                                component: &self.stream_id,
+                                error: &*error,
+                            }
+                            .emit();
                         }
                     }
                 }
@@ -244,9 +310,10 @@ impl Dispatcher {
                     for seq in seqs {
                         in_flight.remove(&seq);
                     }
+                    reads.changed(); // the heads queued behind them are free
                 }
-                _ = waker.notified() => {}
-                _ = tokio::time::sleep(idle_for) => {}
+                _ = waker.notified() => reads.changed(),
+                _ = tokio::time::sleep(idle_for) => reads.changed(), // retries come due
                 _ = shutdown.wait(), if !shutdown.is_triggered() => {}
                 _ = tokio::time::sleep_until(record_at.unwrap_or_else(tokio::time::Instant::now)),
                     if record_at.is_some() => {}
@@ -531,6 +598,37 @@ mod tests {
         assert_eq!(scan.next_from(), 7, "the high water stays");
         scan.last_full -= FULL_SCAN_EVERY;
         assert_eq!(scan.next_from(), 0, "and a full read every FULL_SCAN_EVERY");
+    }
+
+    /// A read that finds the queue caught up stops the reading until
+    /// something changes; a change while that read ran (a wake-up it may
+    /// have missed) does not let it say so.
+    #[tokio::test]
+    async fn reads_stop_when_caught_up_unless_something_changed_meanwhile() {
+        let empty = || tokio::task::spawn_blocking(|| (0, Ok(Vec::new())));
+        let mut reads = Reads::default();
+        assert!(reads.is_due(), "the first read is due");
+        reads.start(empty());
+        assert!(!reads.is_due() && reads.is_under_way());
+        assert!(reads.finished().await.unwrap().1.is_empty());
+        reads.found(true);
+        assert!(!reads.is_due(), "caught up: nothing to read until a change");
+        reads.changed();
+        assert!(reads.is_due(), "a change makes a read due");
+
+        reads.start(empty());
+        reads.changed(); // an append committed while the read ran
+        reads.finished().await.unwrap();
+        reads.found(true);
+        assert!(reads.is_due(), "the read may have missed the change");
+
+        reads.start(empty());
+        reads.finished().await.unwrap();
+        reads.found(false);
+        assert!(
+            reads.is_due(),
+            "a read that filled up is followed by another"
+        );
     }
 
     #[test]

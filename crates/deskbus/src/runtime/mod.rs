@@ -40,8 +40,11 @@ impl Shutdown {
         (tx, Shutdown { rx })
     }
 
+    /// Shutdown has begun, or whoever could begin it is gone (`run`
+    /// returned early, say a stream's thread could not start): a component
+    /// must not run on, nor spin on a [`Shutdown::wait`] that no longer waits.
     pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow()
+        *self.rx.borrow() || self.rx.has_changed().is_err()
     }
 
     /// Resolves once shutdown has begun (at once if it already has).
@@ -199,7 +202,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                     error: &error,
                 }
                 .emit();
-                let _ = fatal.send(error).await;
+                // The first fatal error stops deskbus; the others are logged
+                // above, and must not wait for room in the channel.
+                let _ = fatal.try_send(error);
             }),
         ));
     }
@@ -252,7 +257,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                     error: &error,
                 }
                 .emit();
-                let _ = fatal.send(error).await;
+                // The first fatal error stops deskbus; the others are logged
+                // above, and must not wait for room in the channel.
+                let _ = fatal.try_send(error);
             }),
         ));
     }
@@ -424,4 +431,23 @@ async fn spool_with_one_entry(path: &std::path::Path) -> (Spool, i64) {
         .fetch_ready("out", deskbus_spool::now_ms(), 1, &Default::default())
         .unwrap();
     (spool, ready[0].seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component whose shutdown sender is gone (`run` returned early)
+    /// stops instead of running on, or spinning on a `wait` that returns
+    /// at once.
+    #[tokio::test]
+    async fn a_shutdown_whose_trigger_is_gone_counts_as_triggered() {
+        let (trigger, mut shutdown) = Shutdown::new();
+        assert!(!shutdown.is_triggered());
+        drop(trigger);
+        assert!(shutdown.is_triggered());
+        tokio::time::timeout(Duration::from_secs(1), shutdown.wait())
+            .await
+            .expect("wait returns");
+    }
 }

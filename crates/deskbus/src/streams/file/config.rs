@@ -6,6 +6,11 @@ use crate::config::walker::Table;
 ///
 /// Appends one event per line to files on local disk: each payload, then a
 /// newline unless the payload already ends with one (NDJSON with `lf`).
+/// A crash in the middle of a write (`kill -9`, power loss) can leave one
+/// incomplete line at the end of a file: deskbus ends it with a newline
+/// when it starts again, and writes that event again, whole, since its
+/// delivery was never recorded. Readers should skip a line they cannot
+/// parse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileConfig {
     /// The file to append to. `{queue}` is replaced by the use case's queue,
