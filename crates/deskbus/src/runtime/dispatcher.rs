@@ -181,9 +181,9 @@ impl Dispatcher {
         // shaped one after another on this task.
         let mut deliveries = FuturesUnordered::new();
         let mut reads = Reads::default();
-        // A read came back since a short batch last went: what it found is
-        // all that was ready, so a batch short of `batch_size` goes now
-        // rather than wait for another read.
+        // A read came back, and none started since: what it found is all
+        // that was ready, so a batch short of `batch_size` goes now rather
+        // than wait for another read (which waits until it has gone).
         let mut fresh = false;
         // Outcomes on their way to the spool. The loop does not wait for
         // them: entries stay in flight (not fetched again) until their
@@ -194,12 +194,12 @@ impl Dispatcher {
             let mut idle_for = IDLE_POLL;
             if !shutdown.is_triggered() {
                 loop {
-                    if reads.is_due() {
+                    let needed = read_ahead.len() < self.settings.batch_size;
+                    if reads.is_due() && !(needed && fresh) {
                         // Read when a batch cannot be filled, and ahead of
                         // need once half of what was read is handed out
                         // (even while every delivery slot is taken), so
                         // that deliveries need not wait for reads.
-                        let needed = read_ahead.len() < self.settings.batch_size;
                         let early = read_ahead.len() < self.read_ahead_limit() / 2;
                         if needed || early {
                             let held: usize = read_ahead.iter().map(|e| e.payload.len()).sum();
@@ -207,6 +207,7 @@ impl Dispatcher {
                                 let max_bytes = READ_AHEAD_BYTES.saturating_sub(held).max(1);
                                 let from = scan.next_from();
                                 reads.start(self.read(from, max_bytes, in_flight.clone()));
+                                fresh = false;
                             }
                         }
                     }
