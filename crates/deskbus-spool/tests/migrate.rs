@@ -21,18 +21,25 @@ fn ready(spool: &Spool, stream: &str) -> Vec<Entry> {
         .unwrap()
 }
 
+/// A spool file in a new directory (kept alive by the first value),
+/// written by `sql` as an older or newer deskbus would have left it.
+fn spool_file(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    (dir, path)
+}
+
 fn ids(entries: &[Entry]) -> Vec<&str> {
     entries.iter().map(|e| e.event_id.as_str()).collect()
 }
 
 #[test]
 fn a_version_1_spool_is_migrated_with_order_attempts_and_seqs_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spool.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(VERSION_1)
-        .unwrap();
+    let (_dir, path) = spool_file(VERSION_1);
 
     let spool = Spool::open(SpoolOptions::new(&path)).unwrap();
     // Per key order holds, per stream: e3 waits behind e1, e2 does not.
@@ -106,16 +113,11 @@ fn a_version_1_spool_is_migrated_with_order_attempts_and_seqs_kept() {
 /// wrote its version after its tables: a crash in between left none.
 #[test]
 fn a_version_1_spool_without_its_version_or_an_index_is_migrated() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spool.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(&format!(
-            "{VERSION_1}
+    let (_dir, path) = spool_file(&format!(
+        "{VERSION_1}
              DELETE FROM meta WHERE key = 'schema_version';
              DROP INDEX entries_by_stream;"
-        ))
-        .unwrap();
+    ));
     let spool = Spool::open(SpoolOptions::new(&path)).unwrap();
     assert_eq!(ids(&ready(&spool, "out")), ["e1", "e4"]);
     assert_eq!(spool.meta("schema_version").unwrap().as_deref(), Some("2"));
@@ -123,15 +125,10 @@ fn a_version_1_spool_without_its_version_or_an_index_is_migrated() {
 
 #[test]
 fn a_spool_of_a_newer_deskbus_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spool.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    let (_dir, path) = spool_file(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              INSERT INTO meta VALUES ('schema_version', '99');",
-        )
-        .unwrap();
+    );
     let error = Spool::open(SpoolOptions::new(&path))
         .err()
         .expect("refused");

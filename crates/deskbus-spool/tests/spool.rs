@@ -32,6 +32,13 @@ fn ids(entries: &[Entry]) -> Vec<&str> {
     entries.iter().map(|e| e.event_id.as_str()).collect()
 }
 
+/// What stream `out` has ready now (up to 10 heads), nothing in flight.
+fn heads(spool: &Spool) -> Vec<Entry> {
+    spool
+        .fetch_ready("out", now_ms(), 10, &HashSet::new())
+        .unwrap()
+}
+
 fn open(dir: &tempfile::TempDir) -> Spool {
     Spool::open(SpoolOptions::new(dir.path().join("spool.db"))).unwrap()
 }
@@ -63,9 +70,7 @@ fn outcomes_sent_alone_are_recorded_around_one_the_spool_refuses() {
         ],
     );
     poison(&dir, "bad");
-    let ready = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap();
+    let ready = heads(&spool);
     let outcomes: Vec<(i64, Outcome)> = ready.iter().map(|e| (e.seq, Outcome::Delivered)).collect();
     // Together, the command is refused whole.
     let together = rt().block_on(spool.complete(outcomes.clone()));
@@ -83,9 +88,7 @@ fn outcomes_sent_alone_are_recorded_around_one_the_spool_refuses() {
         .map(|(e, _)| e.event_id.as_str())
         .collect();
     assert_eq!(refused, ["bad"]);
-    let left = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap();
+    let left = heads(&spool);
     assert_eq!(ids(&left), ["bad"]);
 }
 
@@ -102,9 +105,7 @@ fn only_the_head_of_each_key_is_ready() {
             entry("t1", "d"),
         ],
     );
-    let ready = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap();
+    let ready = heads(&spool);
     assert_eq!(ids(&ready), ["a", "c"]);
     // In flight entries are skipped, and so is everything behind them.
     let in_flight: HashSet<i64> = ready.iter().map(|e| e.seq).collect();
@@ -161,10 +162,7 @@ fn a_retry_blocks_its_key_until_due_and_counts_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
     append(&spool, vec![entry("t1", "a"), entry("t1", "b")]);
-    let a = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let a = heads(&spool).remove(0);
     let due = now_ms() + 60_000;
     complete(
         &spool,
@@ -176,12 +174,7 @@ fn a_retry_blocks_its_key_until_due_and_counts_attempts() {
             },
         )],
     );
-    assert!(
-        spool
-            .fetch_ready("out", now_ms(), 10, &HashSet::new())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(heads(&spool).is_empty());
     assert_eq!(spool.next_due("out").unwrap(), Some(due));
     let again = spool.fetch_ready("out", due, 10, &HashSet::new()).unwrap();
     assert_eq!(ids(&again), ["a"]);
@@ -194,10 +187,7 @@ fn dead_letters_free_the_key_and_can_be_retried_with_the_same_id() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
     append(&spool, vec![entry("t1", "a"), entry("t1", "b")]);
-    let a = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let a = heads(&spool).remove(0);
     complete(
         &spool,
         vec![(
@@ -208,12 +198,7 @@ fn dead_letters_free_the_key_and_can_be_retried_with_the_same_id() {
             },
         )],
     );
-    assert_eq!(
-        ids(&spool
-            .fetch_ready("out", now_ms(), 10, &HashSet::new())
-            .unwrap()),
-        ["b"]
-    );
+    assert_eq!(ids(&heads(&spool)), ["b"]);
     let dead = spool.dead_letters(None, 10).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
@@ -235,14 +220,9 @@ fn dead_letters_free_the_key_and_can_be_retried_with_the_same_id() {
     assert_eq!(moved, 1);
     assert!(spool.dead_letters(None, 10).unwrap().is_empty());
     // Back at the end of its key's queue, with its id and no attempts.
-    let b = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let b = heads(&spool).remove(0);
     complete(&spool, vec![(b.seq, Outcome::Delivered)]);
-    let again = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap();
+    let again = heads(&spool);
     assert_eq!((again[0].event_id.as_str(), again[0].attempts), ("a", 0));
 }
 
@@ -410,9 +390,7 @@ fn a_delivered_seq_is_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&dir);
     append(&spool, vec![entry("a", "1"), entry("b", "2")]);
-    let ready = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap();
+    let ready = heads(&spool);
     let highest = ready.iter().map(|e| e.seq).max().unwrap();
     complete(
         &spool,
@@ -421,9 +399,7 @@ fn a_delivered_seq_is_never_reused() {
     spool.close();
     let spool = open(&dir);
     append(&spool, vec![entry("c", "3")]);
-    let ready = spool
-        .fetch_ready("out", now_ms(), 10, &HashSet::new())
-        .unwrap();
+    let ready = heads(&spool);
     assert_eq!(ids(&ready), ["3"]);
     assert!(ready[0].seq > highest, "{} reused", ready[0].seq);
 }

@@ -176,9 +176,8 @@ fn main() {
             // A fresh server per measurement: each starts as empty as the
             // baseline's did, with nothing left over from another run.
             let base_server = Beanstalkd::start();
-            let base_cpu_before = common::proc::cpu_time("self");
-            let (base_rate, base_p99) = baseline(&base_server, batch, total).await;
-            let base_cpu = common::proc::cpu_time("self") - base_cpu_before;
+            let ((base_rate, base_p99), base_cpu) =
+                common::with_own_cpu(baseline(&base_server, batch, total)).await;
             drop(base_server);
             let (rate, p99) = deskbus(&Beanstalkd::start(), batch, total).await;
             let steady_p99 = deskbus_steady(&Beanstalkd::start(), batch, 500, 5).await;

@@ -223,9 +223,8 @@ fn main() {
         let table = Table::new(12, "raw client");
         for (batch, total) in [(1usize, 20_000usize), (100, 100_000)] {
             let sink = Sink::start().await;
-            let base_cpu_before = common::proc::cpu_time("self");
-            let (base_rate, base_p99) = baseline(&sink, batch, total).await;
-            let base_cpu = common::proc::cpu_time("self") - base_cpu_before;
+            let ((base_rate, base_p99), base_cpu) =
+                common::with_own_cpu(baseline(&sink, batch, total)).await;
             let (rate, p99) = deskbus(&sink, batch, total).await;
             let (drain_rate, drain_cpu) = deskbus_drain(&sink, batch, total).await;
             table.rate(

@@ -178,38 +178,40 @@ impl Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let client = client();
-        let (status, body) = call(
-            &client,
-            &format!("{}/bench", moto.endpoint),
-            "s3",
-            "",
-            vec![],
-        )
-        .await;
-        assert_eq!(status, 200, "CreateBucket: {body}");
+        // The S3 bucket the delivery stream writes to, the delivery stream,
+        // and the data stream.
+        let bucket = format!("{}/bench", moto.endpoint);
+        moto.set_up(&client, &bucket, "s3", "CreateBucket", json!(null))
+            .await;
         let create = json!({"DeliveryStreamName": STREAM, "DeliveryStreamType": "DirectPut",
             "ExtendedS3DestinationConfiguration": {"BucketARN": "arn:aws:s3:::bench",
             "RoleARN": "arn:aws:iam::123456789012:role/firehose"}});
-        let (status, body) = call(
-            &client,
-            &moto.endpoint,
-            "firehose",
-            "Firehose_20150804.CreateDeliveryStream",
-            create.to_string().into_bytes(),
-        )
-        .await;
-        assert_eq!(status, 200, "CreateDeliveryStream: {body}");
+        let target = "Firehose_20150804.CreateDeliveryStream";
+        moto.set_up(&client, &moto.endpoint, "firehose", target, create)
+            .await;
         let create = json!({"StreamName": STREAM, "ShardCount": SHARDS});
-        let (status, body) = call(
-            &client,
-            &moto.endpoint,
-            "kinesis",
-            "Kinesis_20131202.CreateStream",
-            create.to_string().into_bytes(),
-        )
-        .await;
-        assert_eq!(status, 200, "CreateStream: {body}");
+        let target = "Kinesis_20131202.CreateStream";
+        moto.set_up(&client, &moto.endpoint, "kinesis", target, create)
+            .await;
         moto
+    }
+
+    /// One signed set-up call that must succeed (an S3 `PUT` of no body
+    /// when `service` is `s3`, else a JSON 1.1 call of `target`).
+    async fn set_up(
+        &self,
+        client: &reqwest::Client,
+        endpoint: &str,
+        service: &str,
+        target: &str,
+        body: Value,
+    ) {
+        let body = match service {
+            "s3" => Vec::new(),
+            _ => body.to_string().into_bytes(),
+        };
+        let (status, answer) = call(client, endpoint, service, target, body).await;
+        assert_eq!(status, 200, "{target}: {answer}");
     }
 }
 

@@ -189,9 +189,8 @@ fn main() {
             // A fresh server per measurement: each starts as empty as the
             // baseline's did, with nothing left over from another run.
             let base_server = NatsServer::start();
-            let base_cpu_before = common::proc::cpu_time("self");
-            let (base_rate, base_p99) = baseline(&base_server, batch, total).await;
-            let base_cpu = common::proc::cpu_time("self") - base_cpu_before;
+            let ((base_rate, base_p99), base_cpu) =
+                common::with_own_cpu(baseline(&base_server, batch, total)).await;
             drop(base_server);
             let (rate, p99) = deskbus(&NatsServer::start(), batch, total).await;
             let (drain_rate, drain_cpu) = deskbus_drain(&NatsServer::start(), batch, total).await;

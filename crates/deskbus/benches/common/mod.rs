@@ -164,6 +164,14 @@ pub async fn wait_count(
     }
 }
 
+/// Awaits `run`; its output, and the CPU time this bench process spent
+/// meanwhile (for a baseline: its client's share of the machine).
+pub async fn with_own_cpu<T>(run: impl Future<Output = T>) -> (T, Duration) {
+    let before = proc::cpu_time("self");
+    let output = run.await;
+    (output, proc::cpu_time("self") - before)
+}
+
 /// Awaits every task, panicking with any that panicked; their outputs.
 pub async fn join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut outputs = Vec::with_capacity(tasks.len());

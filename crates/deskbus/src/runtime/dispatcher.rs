@@ -89,7 +89,7 @@ impl ScanFrom {
 /// blocking pool, while the deliveries go on.
 #[derive(Default)]
 struct Reads {
-    under_way: Option<JoinHandle<(i64, FetchResult)>>,
+    under_way: Option<JoinHandle<ReadResult>>,
     /// The last read scanned the whole queue and found less than it asked
     /// for, and nothing that can make more entries ready (an append, a
     /// commit, time passing) has happened since it started: another read
@@ -97,6 +97,10 @@ struct Reads {
     caught_up: bool,
     /// Something changed since the read under way started.
     changed: bool,
+    /// A read came back, and none started since: what it found is all
+    /// that was ready, so a batch short of `batch_size` goes now rather
+    /// than wait for another read (which waits until it has gone).
+    fresh: bool,
 }
 
 impl Reads {
@@ -109,9 +113,20 @@ impl Reads {
         self.under_way.is_some()
     }
 
-    fn start(&mut self, read: JoinHandle<(i64, FetchResult)>) {
+    /// A batch short of `batch_size` should wait for the read under way.
+    fn may_fill_a_short_batch(&self) -> bool {
+        self.is_under_way() && !self.fresh
+    }
+
+    fn start(&mut self, read: JoinHandle<ReadResult>) {
         self.under_way = Some(read);
         self.changed = false;
+        self.fresh = false;
+    }
+
+    /// A short batch (or none, nothing being left) went out.
+    fn short_batch_sent(&mut self) {
+        self.fresh = false;
     }
 
     /// Something happened that may have made entries ready.
@@ -128,11 +143,9 @@ impl Reads {
         };
         let ended = read.await;
         self.under_way = None;
-        match ended {
-            Ok((from, fetched)) => fetched.map(|entries| (from, entries)),
-            // The read panicked past its own guard, or was cancelled.
-            Err(join) => Err(join.into()),
-        }
+        self.fresh = true;
+        // A join error: the read panicked past its own guard, or was cancelled.
+        ended.unwrap_or_else(|join| Err(join.into()))
     }
 
     /// The read that ended was caught up (see `caught_up`) if `short`.
@@ -161,7 +174,6 @@ pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message")
 }
-type FetchResult = Result<Vec<Entry>, Box<dyn std::error::Error + Send + Sync>>;
 
 impl Dispatcher {
     /// Runs until shutdown, or until the spool's writer has stopped
@@ -181,10 +193,6 @@ impl Dispatcher {
         // shaped one after another on this task.
         let mut deliveries = FuturesUnordered::new();
         let mut reads = Reads::default();
-        // A read came back, and none started since: what it found is all
-        // that was ready, so a batch short of `batch_size` goes now rather
-        // than wait for another read (which waits until it has gone).
-        let mut fresh = false;
         // Outcomes on their way to the spool. The loop does not wait for
         // them: entries stay in flight (not fetched again) until their
         // outcome is on disk, while the next batches are already delivered.
@@ -195,7 +203,7 @@ impl Dispatcher {
             if !shutdown.is_triggered() {
                 loop {
                     let needed = read_ahead.len() < self.settings.batch_size;
-                    if reads.is_due() && !(needed && fresh) {
+                    if reads.is_due() && !(needed && reads.fresh) {
                         // Read when a batch cannot be filled, and ahead of
                         // need once half of what was read is handed out
                         // (even while every delivery slot is taken), so
@@ -207,7 +215,6 @@ impl Dispatcher {
                                 let max_bytes = READ_AHEAD_BYTES.saturating_sub(held).max(1);
                                 let from = scan.next_from();
                                 reads.start(self.read(from, max_bytes, in_flight.clone()));
-                                fresh = false;
                             }
                         }
                     }
@@ -220,7 +227,7 @@ impl Dispatcher {
                     }
                     let take = read_ahead.len().min(self.settings.batch_size);
                     let full = take == self.settings.batch_size;
-                    if !full && reads.is_under_way() && !fresh {
+                    if !full && reads.may_fill_a_short_batch() {
                         break; // the read under way may fill the batch
                     }
                     if take > 0 {
@@ -237,7 +244,7 @@ impl Dispatcher {
                         });
                     }
                     if !full {
-                        fresh = false;
+                        reads.short_batch_sent();
                         // While outcomes are being committed the heads are still
                         // in flight; the completion wakes the loop, no need to poll.
                         // Nor while refused outcomes wait: their entries are due
@@ -271,7 +278,6 @@ impl Dispatcher {
             let record_at = recorder.deadline();
             tokio::select! {
                 read = reads.finished() => {
-                    fresh = true;
                     match read {
                         Ok((from, entries)) => {
                             let limit = self.read_ahead_limit();
@@ -347,7 +353,7 @@ impl Dispatcher {
         after_seq: i64,
         max_bytes: usize,
         in_flight: HashSet<i64>,
-    ) -> JoinHandle<(i64, FetchResult)> {
+    ) -> JoinHandle<ReadResult> {
         let spool = self.spool.clone();
         let stream = self.stream_id.clone();
         let limit = self.read_ahead_limit();
@@ -355,11 +361,10 @@ impl Dispatcher {
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 spool.fetch_ready_within(&stream, now_ms(), limit, max_bytes, after_seq, &in_flight)
             }));
-            let fetched: FetchResult = match read {
-                Ok(fetched) => fetched.map_err(Into::into),
+            match read {
+                Ok(fetched) => Ok((after_seq, fetched?)),
                 Err(_) => Err("the spool read panicked".into()),
-            };
-            (after_seq, fetched)
+            }
         })
     }
 
@@ -606,7 +611,7 @@ mod tests {
     /// have missed) does not let it say so.
     #[tokio::test]
     async fn reads_stop_when_caught_up_unless_something_changed_meanwhile() {
-        let empty = || tokio::task::spawn_blocking(|| (0, Ok(Vec::new())));
+        let empty = || tokio::task::spawn_blocking(|| Ok((0, Vec::new())));
         let mut reads = Reads::default();
         assert!(reads.is_due(), "the first read is due");
         reads.start(empty());
@@ -719,8 +724,8 @@ mod tests {
     }
 
     /// `deskbus run` starts each dispatcher on a thread of its own, and
-    /// hears from it why it ended: here, a spool whose writer stopped
-    /// (which `run` turns into a fatal `StreamStopped`).
+    /// hears from it why it ended: here, a spool whose writer stopped, the
+    /// fatal `StreamStopped` that `run` stops on.
     #[tokio::test]
     async fn a_dispatcher_runs_on_its_streams_thread_and_reports_its_end() {
         let dir = tempfile::tempdir().unwrap();
@@ -733,10 +738,11 @@ mod tests {
             .expect("its thread answers");
         assert!(
             matches!(
-                ended,
-                Err(super::super::DispatcherEnd::SpoolClosed(SpoolError::Closed))
+                &ended,
+                Err(super::super::RunError::StreamStopped { stream, source: SpoolError::Closed })
+                    if stream == "out"
             ),
-            "the spool's error is passed on"
+            "the spool's error is passed on, naming the stream: {ended:?}"
         );
         assert_eq!(*stream.0.lock().unwrap(), [Some("stream-out".to_owned())]);
     }

@@ -239,14 +239,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 // supervisor starts it again). So does a dispatcher that died.
                 let error = match ended.await {
                     Ok(Ok(())) => return,
-                    Ok(Err(DispatcherEnd::SpoolClosed(source))) => RunError::StreamStopped {
-                        stream: id.clone(),
-                        source,
-                    },
-                    Ok(Err(DispatcherEnd::Died(message))) => RunError::StreamDied {
-                        stream: id.clone(),
-                        message,
-                    },
+                    Ok(Err(error)) => error,
                     Err(_) => RunError::StreamDied {
                         stream: id.clone(),
                         message: "its thread ended without a word".into(),
@@ -308,16 +301,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
 }
 
-/// Why a dispatcher stopped before shutdown.
-enum DispatcherEnd {
-    /// The spool's writer has stopped (see [`dispatcher::Dispatcher::run`]).
-    SpoolClosed(deskbus_spool::SpoolError),
-    /// It panicked outside a delivery, or its runtime could not be built.
-    Died(String),
-}
-
 /// Runs `dispatcher` on a thread of its own (`stream-<id>`), on a
-/// single-threaded runtime; the receiver resolves when it ends.
+/// single-threaded runtime; the receiver resolves when it ends, with why
+/// if that was before shutdown: its spool's writer stopped
+/// ([`RunError::StreamStopped`]), or it panicked outside a delivery or
+/// its runtime could not be built ([`RunError::StreamDied`]).
 ///
 /// Why a thread per stream, not a task on the shared runtime: the
 /// stream's deliveries, its client's connection tasks and its sockets
@@ -332,10 +320,11 @@ enum DispatcherEnd {
 fn spawn_dispatcher(
     dispatcher: dispatcher::Dispatcher,
     shutdown: Shutdown,
-) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<(), DispatcherEnd>>> {
+) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<(), RunError>>> {
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+    let stream = dispatcher.stream_id.clone();
     std::thread::Builder::new()
-        .name(format!("stream-{}", dispatcher.stream_id))
+        .name(format!("stream-{stream}"))
         .spawn(move || {
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 tokio::runtime::Builder::new_current_thread()
@@ -343,16 +332,23 @@ fn spawn_dispatcher(
                     .build()
                     .map(|runtime| runtime.block_on(dispatcher.run(shutdown)))
             }));
+            let died = |message| {
+                Err(RunError::StreamDied {
+                    stream: stream.clone(),
+                    message,
+                })
+            };
             let ended = match run {
                 Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(spool))) => Err(DispatcherEnd::SpoolClosed(spool)),
-                Ok(Err(error)) => Err(DispatcherEnd::Died(format!(
-                    "cannot build its runtime: {error}"
-                ))),
-                Err(panic) => Err(DispatcherEnd::Died(format!(
+                Ok(Ok(Err(source))) => Err(RunError::StreamStopped {
+                    stream: stream.clone(),
+                    source,
+                }),
+                Ok(Err(error)) => died(format!("cannot build its runtime: {error}")),
+                Err(panic) => died(format!(
                     "it panicked: {}",
                     dispatcher::panic_message(&*panic)
-                ))),
+                )),
             };
             let _ = ended_tx.send(ended);
         })?;
