@@ -321,8 +321,20 @@ fn spawn_dispatcher(
     dispatcher: dispatcher::Dispatcher,
     shutdown: Shutdown,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<(), RunError>>> {
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let stream = dispatcher.stream_id.clone();
+    spawn_stream_thread(stream, move || dispatcher.run(shutdown))
+}
+
+/// The thread of [`spawn_dispatcher`], for any future `make` builds there
+/// (the future need not be `Send`: it never leaves the thread).
+fn spawn_stream_thread<F>(
+    stream: String,
+    make: impl FnOnce() -> F + Send + 'static,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<(), RunError>>>
+where
+    F: std::future::Future<Output = Result<(), deskbus_spool::SpoolError>>,
+{
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(format!("stream-{stream}"))
         .spawn(move || {
@@ -330,7 +342,7 @@ fn spawn_dispatcher(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map(|runtime| runtime.block_on(dispatcher.run(shutdown)))
+                    .map(|runtime| runtime.block_on(make()))
             }));
             let died = |message| {
                 Err(RunError::StreamDied {
@@ -445,5 +457,28 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), shutdown.wait())
             .await
             .expect("wait returns");
+    }
+
+    async fn breaks_outside_any_delivery() -> Result<(), deskbus_spool::SpoolError> {
+        panic!("the read-ahead broke")
+    }
+
+    /// A dispatcher that panics where no delivery guard catches it is not
+    /// lost silently: its thread reports `StreamDied`, naming the stream
+    /// and the panic, which `run` stops on.
+    #[tokio::test]
+    async fn a_stream_thread_that_panics_reports_the_stream_as_died() {
+        let ended = spawn_stream_thread("out".into(), breaks_outside_any_delivery).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the thread ends")
+            .expect("and answers before it does");
+        match ended {
+            Err(RunError::StreamDied { stream, message }) => {
+                assert_eq!(stream, "out");
+                assert_eq!(message, "it panicked: the read-ahead broke");
+            }
+            other => panic!("expected StreamDied, got {other:?}"),
+        }
     }
 }
