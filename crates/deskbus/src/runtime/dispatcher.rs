@@ -198,6 +198,7 @@ impl Dispatcher {
         // outcome is on disk, while the next batches are already delivered.
         let mut recorder = Recorder::new(self.spool.clone(), self.stream_id.clone());
         let mut scan = ScanFrom::new();
+        let delivered = DeliveriesSucceeded::register(&self.stream_id);
         loop {
             let mut idle_for = IDLE_POLL;
             if !shutdown.is_triggered() {
@@ -300,7 +301,7 @@ impl Dispatcher {
                     }
                 }
                 Some((entries, results)) = deliveries.next(), if !deliveries.is_empty() => match results {
-                    Ok(results) => recorder.add(self.outcomes(&entries, results)),
+                    Ok(results) => recorder.add(self.outcomes(&entries, results, &delivered)),
                     Err(panic) => {
                         // A panicking stream loses nothing: its entries stay in
                         // the spool and count a failed attempt, so a poison
@@ -398,6 +399,7 @@ impl Dispatcher {
         &self,
         entries: &[Entry],
         results: Vec<Result<(), DeliveryError>>,
+        delivered: &DeliveriesSucceeded,
     ) -> Vec<(i64, Outcome)> {
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(entries.len());
@@ -419,12 +421,7 @@ impl Dispatcher {
             outcomes.push((entry.seq, outcome));
         }
         if !latencies.is_empty() {
-            DeliveriesSucceeded {
-                stream: &self.stream_id,
-                count: latencies.len(),
-                latencies: &latencies,
-            }
-            .emit();
+            delivered.emit(&latencies);
         }
         outcomes
     }
