@@ -3,7 +3,8 @@
 //! and drained the same way, with the same pragmas, in the same run.
 //!
 //! `cargo bench -p deskbus-spool` prints events/s and CPU µs per event (all
-//! threads of this process, the spool's writer included).
+//! threads of this process, the spool's writer included), and the same for
+//! opening a version-1 spool of as many entries, which migrates it.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -144,6 +145,56 @@ fn bare_table(dir: &std::path::Path) -> (Phase, Phase) {
     (fill, drain)
 }
 
+/// A version-1 spool (the layout of `tests/fixtures/spool-v1.sql`) holding
+/// `EVENTS` more entries of one stream, as an older deskbus left it.
+fn version_1_spool(path: &std::path::Path) {
+    let mut conn = Connection::open(path).unwrap();
+    conn.execute_batch(include_str!("../tests/fixtures/spool-v1.sql"))
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO entries (stream, use_case, queue, order_key, event_id, payload,
+                                      enqueued_at, next_attempt_at)
+                 VALUES ('out', 't', 'tickets', ?1, ?2, ?3, ?4, ?4)",
+            )
+            .unwrap();
+        for i in 0..EVENTS {
+            let id = format!("0197a3c0-0000-7000-8000-{i:012}");
+            insert
+                .execute(params![format!("ticket:{i}"), id, payload(i), now_ms()])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// Opening a version-1 spool, which migrates it to the current layout
+/// (every row rewritten, its indexes built), against the least any
+/// rewrite of those rows pays: one `INSERT … SELECT` into a table without
+/// indexes, in one transaction.
+fn migration(dir: &std::path::Path) -> (Phase, Phase) {
+    let (old, copied) = (dir.join("v1.db"), dir.join("v1-copied.db"));
+    version_1_spool(&old);
+    std::fs::copy(&old, &copied).unwrap();
+    let migrate = measure(|| {
+        let spool = Spool::open(SpoolOptions::new(&old)).unwrap();
+        spool.close();
+    });
+    let mut conn = Connection::open(&copied).unwrap();
+    let copy = measure(|| {
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(
+            "CREATE TABLE copy AS SELECT seq, use_case, queue, order_key, event_id, payload,
+                    enqueued_at, attempts, next_attempt_at, last_error FROM entries",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    });
+    (migrate, copy)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` probes harness-less benches
@@ -151,6 +202,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (bare_fill, bare_drain) = bare_table(dir.path());
     let (fill, drain) = spool(dir.path());
+    let (migrate, copy) = migration(dir.path());
     println!(
         "spool: {EVENTS} events, appends and deliveries of {BATCH}, synchronous=FULL (outcomes NORMAL)"
     );
@@ -161,7 +213,11 @@ fn main() {
     let row = |name: &str, spool: f64, bare: f64, ratio: f64| {
         println!("{name:<32} {spool:>10.1} {bare:>12.1} {ratio:>8.2}");
     };
-    for (name, spool, bare) in [("fill", &fill, &bare_fill), ("drain", &drain, &bare_drain)] {
+    for (name, spool, bare) in [
+        ("fill", &fill, &bare_fill),
+        ("drain", &drain, &bare_drain),
+        ("migrate v1 (vs copy)", &migrate, &copy),
+    ] {
         row(
             &format!("{name} events/s"),
             spool.events_per_s,
