@@ -93,9 +93,8 @@ pub fn event(i: usize) -> Value {
 /// The body deskbus delivers for `event(i)`, for the raw-client baselines:
 /// the event as the webhook `web` spools it, with an id, a time and an
 /// origin uuid of their own (the same lengths as deskbus's), so that a
-/// baseline sends as many bytes per event as deskbus does. (Until
-/// 2026-12 it sent only the id, name and data: 275 bytes against
-/// deskbus's 414, which favoured every baseline.)
+/// baseline sends as many bytes per event as deskbus does (about 414; the
+/// id, name and data alone are 275).
 pub fn envelope(i: usize) -> Vec<u8> {
     let origin = "0197a3c0-0000-7000-8000-000000000000";
     let event =
