@@ -44,9 +44,10 @@ impl CallError {
     }
 
     /// A refusal of the request's contents (not of the stream or the
-    /// credentials): one of its records may be the cause.
+    /// credentials): one of its records may be the cause. A 413 (a proxy
+    /// in front of the endpoint that takes smaller bodies) counts too.
     pub(super) fn is_invalid_request(&self) -> bool {
-        matches!(self, CallError::Api { code, .. } if matches!(
+        matches!(self, CallError::Api { status, code, .. } if *status == 413 || matches!(
             code.as_str(),
             "InvalidArgumentException" | "ValidationException" | "SerializationException"
         ))
@@ -84,6 +85,14 @@ pub(super) fn retryable_code(code: &str) -> bool {
             | "UnrecognizedClientException"
             | "AccessDeniedException"
             | "KMSAccessDeniedException"
+            // The same refusals in the XML of moto and of query-protocol
+            // endpoints: a key the endpoint does not know, a signature made
+            // with the wrong secret.
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "MissingAuthenticationToken"
+            | "AccessDenied"
     )
 }
 
@@ -469,8 +478,13 @@ mod tests {
         assert!(api(503, "ServiceUnavailableException").is_retryable());
         assert!(api(500, "unknown error").is_retryable());
         assert!(!api(400, "ResourceNotFoundException").is_retryable());
-        assert!(!api(403, "InvalidClientTokenId").is_retryable());
+        // Bad credentials wait for an operator, whether the endpoint says
+        // so in AWS's JSON or in moto's XML.
+        assert!(api(400, "UnrecognizedClientException").is_retryable());
+        assert!(api(403, "InvalidClientTokenId").is_retryable());
+        assert!(api(403, "SignatureDoesNotMatch").is_retryable());
         assert!(api(400, "InvalidArgumentException").is_invalid_request());
         assert!(!api(400, "ResourceNotFoundException").is_invalid_request());
+        assert!(api(413, "unknown error").is_invalid_request());
     }
 }

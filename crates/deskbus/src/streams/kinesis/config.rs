@@ -24,11 +24,13 @@ use crate::config::walker::Table;
 /// When AWS accepts a call but refuses some of its records, only those are
 /// retried (throttling, `ServiceUnavailableException`, `InternalFailure`);
 /// a record refused with any other code goes to dead letters. Whole calls
-/// failing with 5xx, throttling or a connection error are retried; other
-/// 4xx (an unknown stream, bad credentials) send the call's events to dead
-/// letters, except a call refused as invalid, whose records are then put
-/// one by one so that only the bad ones go. Requests are signed with AWS
-/// Signature Version 4.
+/// failing with 5xx, throttling, a connection error or refused credentials
+/// (unknown, expired, or lacking a permission: an operator can fix them
+/// while the events wait, within `retry.max_attempts` and `retry.max_age`)
+/// are retried; other 4xx (an unknown stream) send the call's events to
+/// dead letters, except a call refused as invalid, whose records are then
+/// put one by one so that only the bad ones go. Requests are signed with
+/// AWS Signature Version 4.
 ///
 /// Credentials, in this order: `access_key_id` with `secret_access_key` (or
 /// `secret_access_key_file`) and an optional `session_token` from this

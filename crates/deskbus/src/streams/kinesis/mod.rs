@@ -157,7 +157,7 @@ impl KinesisStream {
             Service::Firehose => {
                 delivery.payload.len() + usize::from(delivery.payload.last() != Some(&b'\n'))
             }
-            Service::DataStreams => delivery.payload.len() + delivery.event_id.len(),
+            Service::DataStreams => delivery.payload.len() + delivery.order_key.len(),
         }
     }
 
@@ -293,9 +293,6 @@ impl KinesisStream {
         };
         // An answer that lists no result per record (a proxy's `{}`) has
         // not confirmed anything.
-        if answer.failed == 0 && answer.entries.len() == len {
-            return vec![Ok(()); len];
-        }
         if answer.entries.len() != len {
             return all_failed(
                 len,
@@ -304,6 +301,27 @@ impl KinesisStream {
                     self.service.label(),
                     answer.failed,
                     answer.entries.len()
+                )),
+            );
+        }
+        // Each record's own error code says whether it was stored; the
+        // count is only checked against them. A count of failures that
+        // names no record cannot say which were stored: put all again.
+        let refused = answer
+            .entries
+            .iter()
+            .filter(|e| e.error_code.is_some())
+            .count();
+        if refused == 0 && answer.failed == 0 {
+            return vec![Ok(()); len];
+        }
+        if refused == 0 {
+            return all_failed(
+                len,
+                DeliveryError::retryable(format!(
+                    "{}: the answer counts {} failed records but names none",
+                    self.service.label(),
+                    answer.failed
                 )),
             );
         }
@@ -362,11 +380,11 @@ impl Stream for KinesisStream {
                     continue;
                 }
                 if self.service == Service::DataStreams
-                    && !(1..=256).contains(&delivery.event_id.chars().count())
+                    && !(1..=256).contains(&delivery.order_key.chars().count())
                 {
                     results[i] = Err(DeliveryError::permanent(format!(
-                        "event id {:?} cannot be a partition key (1 to 256 characters)",
-                        delivery.event_id
+                        "order key {:?} cannot be a partition key (1 to 256 characters)",
+                        delivery.order_key
                     )));
                     continue;
                 }
@@ -604,6 +622,66 @@ mod tests {
                 .iter()
                 .all(|o| matches!(o, Err(DeliveryError::Retryable { .. })))
         );
+    }
+
+    /// The records' own error codes decide, not the count beside them: a
+    /// count of 0 (or none) with a refused record must not confirm it, and
+    /// a count that names no record confirms nothing.
+    #[test]
+    fn a_refused_record_is_not_confirmed_whatever_the_count_says() {
+        let stream = KinesisStream::new(Service::DataStreams, config(false)).unwrap();
+        for answer in [
+            &br#"{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1"},{"ErrorCode":"InternalFailure","ErrorMessage":"x"}]}"#[..],
+            br#"{"Records":[{"SequenceNumber":"1"},{"ErrorCode":"InternalFailure","ErrorMessage":"x"}]}"#,
+        ] {
+            let outcomes = stream.outcomes("s", answer, 2);
+            assert_eq!(outcomes[0], Ok(()));
+            assert!(
+                matches!(&outcomes[1], Err(DeliveryError::Retryable { reason, .. }) if reason.contains("InternalFailure")),
+                "{outcomes:?}"
+            );
+        }
+        let answer =
+            br#"{"FailedRecordCount":1,"Records":[{"SequenceNumber":"1"},{"SequenceNumber":"2"}]}"#;
+        let outcomes = stream.outcomes("s", answer, 2);
+        assert!(
+            outcomes.iter().all(
+                |o| matches!(o, Err(DeliveryError::Retryable { reason, .. }) if reason.contains("names none"))
+            ),
+            "{outcomes:?}"
+        );
+    }
+
+    /// The partition key is the order key: one that Data Streams cannot
+    /// take (empty, over 256 characters) is refused here with its name,
+    /// and it counts in the record's size.
+    #[tokio::test]
+    async fn an_order_key_that_cannot_be_a_partition_key_is_permanent() {
+        let stream = KinesisStream::new(Service::DataStreams, config(false)).unwrap();
+        let long = "k".repeat(257);
+        let batch = [
+            Delivery {
+                order_key: "",
+                ..Delivery::for_test("s", b"1")
+            },
+            Delivery {
+                order_key: &long,
+                ..Delivery::for_test("s", b"2")
+            },
+        ];
+        let results = stream.deliver(&batch).await;
+        for result in &results {
+            assert!(
+                matches!(result, Err(DeliveryError::Permanent { reason }) if reason.starts_with("order key")),
+                "{results:?}"
+            );
+        }
+        let near_limit = vec![b'x'; 1024 * 1024 - 8];
+        let keyed = Delivery {
+            order_key: "ticket:12",
+            ..Delivery::for_test("s", &near_limit)
+        };
+        assert_eq!(stream.record_size(&keyed), 1024 * 1024 + 1);
     }
 
     #[tokio::test]
