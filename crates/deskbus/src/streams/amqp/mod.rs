@@ -80,6 +80,8 @@ impl AmqpStream {
         };
         let deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
         let mut health = Health::Fine;
+        // A publish or confirm given up on (see the end of this function).
+        let mut timed_out = false;
         let mut pending: Vec<(usize, PublisherConfirm)> = Vec::with_capacity(todo.len());
         let mut todo = todo.into_iter();
         for (i, routing_key, properties) in todo.by_ref() {
@@ -102,21 +104,26 @@ impl AmqpStream {
                     break;
                 }
                 Err(_) => {
-                    results[i] = Err(self.no_confirm());
+                    results[i] = Err(DeliveryError::retryable(format!(
+                        "publishing to {} did not finish within {:?}",
+                        self.broker.url, self.config.confirm_timeout
+                    )));
                     health = Health::ConnectionSuspect;
+                    timed_out = true;
                     break;
                 }
             }
         }
-        // Not published: the channel failed under an earlier message.
+        // Not published: an earlier message of the batch failed.
         for (i, _, _) in todo {
             results[i] = Err(DeliveryError::retryable(format!(
-                "not published: the channel to {} failed earlier in the batch",
+                "not published: an earlier message of the batch to {} failed",
                 self.broker.url
             )));
         }
 
         let mut returned = Vec::new();
+        let mut unmatched = false;
         for (i, confirm) in pending {
             results[i] = match tokio::time::timeout_at(deadline, confirm).await {
                 Ok(Ok(Confirmation::Ack(message))) => {
@@ -132,7 +139,7 @@ impl AmqpStream {
                 }
                 Ok(Ok(Confirmation::NotRequested)) => {
                     // Cannot happen on a confirm-mode channel; never count it as delivered.
-                    health = Health::ChannelBroken;
+                    health = health.max_with(Health::ChannelBroken);
                     Err(DeliveryError::retryable(
                         "the channel was not in confirm mode",
                     ))
@@ -147,6 +154,7 @@ impl AmqpStream {
                 }
                 Err(_) => {
                     health = Health::ConnectionSuspect;
+                    timed_out = true;
                     Err(self.no_confirm())
                 }
             };
@@ -169,11 +177,29 @@ impl AmqpStream {
             );
             match owner {
                 Some(i) => results[i] = Err(DeliveryError::permanent(reason)),
-                None => tracing::warn!(
-                    url = %self.broker.url,
-                    routing_key = %key,
-                    "the broker returned a message of no delivery in this batch"
-                ),
+                None => {
+                    tracing::warn!(
+                        url = %self.broker.url,
+                        routing_key = %key,
+                        "the broker returned a message of no delivery in this batch"
+                    );
+                    unmatched = true;
+                }
+            }
+        }
+        // A returned message travels with the confirm lapin resolves next.
+        // One given up on (timed out) may have carried the return of a
+        // message whose own confirm then reads as a plain ack; a return
+        // that matches no delivery may belong to any of them. Either way
+        // an ack here no longer proves the message was routed: with
+        // `mandatory`, put the batch's acked messages again (at least once)
+        // rather than count an unroutable one as delivered.
+        if self.config.mandatory && (timed_out || unmatched) {
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(DeliveryError::retryable(format!(
+                    "acked by {}, but a return may have been lost with a confirm given up on; published again",
+                    self.broker.url
+                )));
             }
         }
         health
@@ -259,8 +285,12 @@ impl Stream for AmqpStream {
                 .connect_bounded()
                 .await
                 .map_err(|e| ErrorChain(&e).to_string())?;
-            let _ = channel.close(200, "deskbus check".into()).await;
-            let _ = connection.close(200, "deskbus check".into()).await;
+            // A broker that never answers a close must not hang `check`.
+            let closing = async {
+                let _ = channel.close(200, "deskbus check".into()).await;
+                let _ = connection.close(200, "deskbus check".into()).await;
+            };
+            let _ = tokio::time::timeout(self.config.confirm_timeout, closing).await;
             Ok(())
         })
     }
