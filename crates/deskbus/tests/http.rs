@@ -218,7 +218,9 @@ async fn single_mode_retries_5xx_and_429_and_sends_idempotency_keys() {
     });
     let got = receiver.received.lock().unwrap()["tickets"].clone();
     assert_eq!(sorted(got), sorted(ids.clone()), "each event exactly once");
-    assert_eq!(sorted(receiver.keys.lock().unwrap().clone()), sorted(ids));
+    // One key per entry: the event id and the use case (`tickets`).
+    let keys: Vec<String> = ids.iter().map(|id| format!("{id}/tickets")).collect();
+    assert_eq!(sorted(receiver.keys.lock().unwrap().clone()), sorted(keys));
     assert!(bus.metric("deskbus_stream_retried_events_total", "stream=\"out\"") >= 6.0);
 }
 

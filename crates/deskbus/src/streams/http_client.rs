@@ -63,7 +63,17 @@ pub(crate) async fn drain(mut response: reqwest::Response) {
 }
 
 /// A request that got no answer (connection refused, timeout...): retried.
+/// One that could not even be built (a header value no HTTP request can
+/// carry, a URL that is not one) would fail the same way again: permanent.
 pub(crate) fn unreachable(url: &str, error: reqwest::Error) -> DeliveryError {
+    if error.is_builder() {
+        let error = error.without_url();
+        return DeliveryError::permanent(format!(
+            "cannot build a request to {}: {}",
+            redact_url(url),
+            error_chain(&error)
+        ));
+    }
     DeliveryError::retryable(unreachable_reason(url, error))
 }
 
@@ -75,11 +85,24 @@ pub(crate) fn unreachable_reason(url: &str, error: reqwest::Error) -> String {
 }
 
 /// An answer that is not a success, read whole: its status, `Retry-After`
-/// (in seconds) and the start of its body, trimmed.
+/// and the start of its body, trimmed.
 pub(crate) struct Failure {
     pub status: StatusCode,
     pub retry_after: Option<Duration>,
     pub body: String,
+}
+
+/// A `Retry-After` value (RFC 9110): seconds, or an HTTP date, which is
+/// read as the wait from `now` until then (none when it has passed).
+fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    let at = PARSER.parse_timestamp(value).ok()?;
+    let wait = now.duration_until(at);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 impl Failure {
@@ -89,8 +112,7 @@ impl Failure {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, jiff::Timestamp::now()));
         let body = response.text().await.unwrap_or_default();
         Failure {
             status,
@@ -142,6 +164,38 @@ mod tests {
             "{reason}"
         );
         assert!(!reason.contains("hunter2"), "{reason}");
+    }
+
+    /// A header no request can carry fails the same way every time: it
+    /// goes to dead letters rather than being retried until `max_age`.
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_permanent() {
+        let client = build_client(Duration::from_secs(1), HeaderMap::new()).unwrap();
+        let error = client
+            .post("http://127.0.0.1:1/x")
+            .header("Idempotency-Key", "two\nlines")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(unreachable("http://127.0.0.1:1/x", error), DeliveryError::Permanent { reason } if reason.starts_with("cannot build a request")),
+        );
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now: jiff::Timestamp = "2026-10-21T07:27:30Z".parse().unwrap();
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:28:00 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // A date gone by: try again now.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
     }
 
     #[test]

@@ -6,16 +6,17 @@ use crate::config::walker::Table;
 /// `[streams.X]` `type = "http"`
 ///
 /// POSTs events to an HTTP endpoint. A 2xx answer confirms delivery; 5xx,
-/// 408, 429 (honouring `Retry-After` in seconds) and connection errors are
+/// 408, 429 (honouring `Retry-After`, in seconds or as a date) and connection errors are
 /// retried; any other 4xx sends the events of that request to dead letters
 /// with the status and the start of the answer's body.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpConfig {
     /// The endpoint; `{queue}` is replaced by the use case's queue
     /// (percent-encoded), e.g. `"http://127.0.0.1:8080/hook/{queue}"`. Required.
     pub url: String,
     /// `"single"` (default): one request per event, with the use case's
-    /// content type and an `Idempotency-Key` header holding the event id.
+    /// content type and an `Idempotency-Key` header, `<event id>/<use case>`
+    /// (one event taken by two use cases is two deliveries).
     /// `"ndjson"`: one request per batch, one payload per line.
     /// `"json_array"`: one request per batch, a JSON array of the payloads
     /// (each payload must be JSON).
@@ -40,6 +41,25 @@ pub enum HttpMode {
 pub enum HttpAuth {
     Bearer(Secret),
     Basic { user: String, password: Secret },
+}
+
+/// Hand-written: a header's value may be a credential (`X-Api-Key`), and
+/// the URL may hold a user and password.
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, _)| (name.as_str(), "[redacted]"))
+            .collect();
+        f.debug_struct("HttpConfig")
+            .field("url", &crate::url::redact_url(&self.url))
+            .field("mode", &self.mode)
+            .field("headers", &headers)
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl HttpConfig {
@@ -93,5 +113,26 @@ impl HttpConfig {
             auth,
             timeout,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_header_value_and_no_password() {
+        let config = HttpConfig {
+            url: "http://bot:hunter2@127.0.0.1:8080/hook/{queue}".into(),
+            mode: HttpMode::Single,
+            headers: vec![("X-Api-Key".into(), "s3cr3t-key".into())],
+            auth: Some(HttpAuth::Bearer(Secret::new("t0ken".into()))),
+            timeout: Duration::from_secs(30),
+        };
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "s3cr3t-key", "t0ken"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("X-Api-Key"), "{shown}");
     }
 }

@@ -89,6 +89,14 @@ impl HttpStream {
     }
 }
 
+/// The `Idempotency-Key` of a request carrying one entry: per entry, not
+/// per event, since one event taken by two use cases is two entries, and a
+/// server that honours the key would take the second for a replay of the
+/// first. The same key as NATS's `Nats-Msg-Id`.
+fn idempotency_key(delivery: &Delivery<'_>) -> String {
+    format!("{}/{}", delivery.event_id, delivery.use_case)
+}
+
 /// Percent-encodes everything but unreserved characters (RFC 3986), so a
 /// queue can never change the URL's structure.
 fn percent_encode(text: &str) -> String {
@@ -117,8 +125,13 @@ impl Stream for HttpStream {
                 for d in batch {
                     let url = self.url_for(&d.queue);
                     results.push(
-                        self.send(&url, d.content_type, Some(d.event_id), d.payload.to_vec())
-                            .await,
+                        self.send(
+                            &url,
+                            d.content_type,
+                            Some(&idempotency_key(d)),
+                            d.payload.to_vec(),
+                        )
+                        .await,
                     );
                 }
                 return results;
@@ -138,7 +151,8 @@ impl Stream for HttpStream {
                     Err(DeliveryError::Permanent { .. }) if members.len() > 1 => {
                         for i in members {
                             let (content_type, body) = self.batch_body(batch, &[i]);
-                            results[i] = self.send(&url, content_type, None, body).await;
+                            let key = idempotency_key(&batch[i]);
+                            results[i] = self.send(&url, content_type, Some(&key), body).await;
                         }
                     }
                     Err(error) => {
