@@ -435,6 +435,54 @@ async fn events_wait_for_a_missing_stream() {
     kind.delete_stream().await;
 }
 
+/// `create_stream` names the stream deskbus delivers to: a message whose
+/// subject another stream captures is refused (`Nats-Expected-Stream`)
+/// and retried, never stored there and counted as delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_another_stream_captures_is_refused_not_stored_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut kind = Nats::shared().await;
+    let context = kind.context().await.unwrap();
+    let stream = |name: &str, subject: String| jetstream::stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subject],
+        storage: jetstream::stream::StorageType::Memory,
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    // deskbus's stream exists already (so it is kept as it is), capturing
+    // other subjects; another stream captures the use case's.
+    let other = format!("{}_OTHER", kind.stream);
+    context
+        .create_stream(stream(&other, format!("{}captured", kind.prefix)))
+        .await
+        .unwrap();
+    context
+        .create_stream(stream(&kind.stream, format!("{}elsewhere", kind.prefix)))
+        .await
+        .unwrap();
+    let admin = ([127, 0, 0, 1], free_port()).into();
+    let web = ([127, 0, 0, 1], free_port()).into();
+    let config = conformance::config(dir.path(), admin, web, &kind, "captured", "", "");
+    let bus = Deskbus::start(dir.path(), &config, admin, web);
+
+    post(&bus, &events(3, 1)).await;
+    wait_for(
+        Duration::from_secs(20),
+        "retries of the refused events",
+        || bus.metric("deskbus_stream_retried_events_total", "stream=\"out\"") >= 3.0,
+    );
+    let held = context.get_stream(&other).await.unwrap();
+    assert_eq!(held.cached_info().state.messages, 0, "stored in {other}");
+    assert_eq!(bus.metric("deskbus_stream_delivered_events_total", ""), 0.0);
+    assert_eq!(
+        bus.metric("deskbus_stream_dead_lettered_events_total", ""),
+        0.0
+    );
+    let _ = context.delete_stream(&other).await;
+    kind.delete_stream().await;
+}
+
 /// A server that wants a user and password: given as `user` and
 /// `password_file`, or in the URL, they get in; a wrong one is retried,
 /// never dead-lettered, and never logged.

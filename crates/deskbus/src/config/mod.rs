@@ -378,8 +378,12 @@ pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn parse_stream(t: &Table<'_, '_, '_>) -> Option<StreamSettings> {
     let config = crate::streams::parse_config(t);
-    let concurrency = t.integer("concurrency", 1..=1024).unwrap_or(4) as usize;
-    let batch_size = t.integer("batch_size", 1..=10_000).unwrap_or(100) as usize;
+    let concurrency = t
+        .integer("concurrency", 1..=MAX_CONCURRENCY as i64)
+        .unwrap_or(4) as usize;
+    let batch_size = t
+        .integer("batch_size", 1..=MAX_BATCH_SIZE as i64)
+        .unwrap_or(100) as usize;
     let retry = match t.table("retry") {
         None => RetryPolicy::default(),
         Some(r) => {
@@ -541,6 +545,11 @@ fn parse_use_case(
 /// The queue of a use case whose stream is an osticket stream: it has no
 /// queues, but entries and dead letters show one.
 const OSTICKET_QUEUE: &str = "tickets";
+
+/// The most a stream's `concurrency` and `batch_size` may be: together,
+/// the most entries a stream has in flight.
+pub(crate) const MAX_CONCURRENCY: usize = 1024;
+pub(crate) const MAX_BATCH_SIZE: usize = 10_000;
 
 /// `ticket`, which a use case needs when, and only when, its stream is an
 /// osticket stream. Its templates are the payload, so no `serializer`.

@@ -162,8 +162,14 @@ impl Client {
         // Without backpressure a publish beyond the in-flight limit fails
         // (and is retried) instead of waiting for a slot that this very
         // batch's unawaited acks hold: a large batch could wait forever.
+        // The limit itself is the most the dispatcher ever has in flight,
+        // so it never fails a publish: async-nats's default (5,000) did
+        // the tail of every round of large batches, each time costing the
+        // entries an attempt (and, with `retry.max_attempts`, sending to
+        // dead letters what the server never saw).
         let context = jetstream::ContextBuilder::new()
             .timeout(self.config.timeout)
+            .max_ack_inflight(crate::config::MAX_BATCH_SIZE * crate::config::MAX_CONCURRENCY)
             .backpressure_on_inflight(false)
             .build(client);
         Ok(Connection {

@@ -47,7 +47,10 @@ pub struct NatsConfig {
     pub auth: Option<NatsAuth>,
     /// `create_stream = { name = "DESKBUS", … }`: the JetStream stream to
     /// create when it does not exist (an existing stream is never changed).
-    /// Optional: without it the stream must be set up beforehand.
+    /// Messages then carry `Nats-Expected-Stream` with its name: one whose
+    /// subject another stream captures is refused and retried, never
+    /// stored there. Optional: without it the stream must be set up
+    /// beforehand, and whichever stream captures the subject stores it.
     pub create_stream: Option<NatsStreamSpec>,
 }
 

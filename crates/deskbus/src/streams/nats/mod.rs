@@ -17,6 +17,10 @@ use super::{BoxFuture, Delivery, DeliveryError, Stream};
 pub(crate) struct NatsStream {
     client: Client,
     prefix: String,
+    /// `create_stream`'s name: sent as `Nats-Expected-Stream`, so that a
+    /// message another stream captures is refused, not stored there and
+    /// counted as delivered.
+    expected_stream: Option<String>,
 }
 
 /// The subject a queue maps to must be publishable.
@@ -29,6 +33,7 @@ impl NatsStream {
     pub(crate) fn new(config: NatsConfig) -> Result<NatsStream, String> {
         Ok(NatsStream {
             prefix: config.subject_prefix.clone(),
+            expected_stream: config.create_stream.as_ref().map(|spec| spec.name.clone()),
             client: Client::new(config),
         })
     }
@@ -54,6 +59,12 @@ impl NatsStream {
         // the same event sent by two use cases must be stored twice.
         let msg_id = format!("{}/{}", delivery.event_id, delivery.use_case);
         headers.insert("Nats-Msg-Id", header("Nats-Msg-Id", &msg_id)?);
+        if let Some(stream) = &self.expected_stream {
+            headers.insert(
+                "Nats-Expected-Stream",
+                header("Nats-Expected-Stream", stream)?,
+            );
+        }
         if !delivery.content_type.is_empty() {
             headers.insert(
                 "Content-Type",
@@ -111,6 +122,11 @@ fn classify(subject: &str, size: usize, error: &PublishError) -> DeliveryError {
         PublishErrorKind::Other => match jetstream_error_code(error) {
             Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM) => DeliveryError::permanent(format!(
                 "{size} bytes to {subject:?} is larger than the stream's max_msg_size: {error}"
+            )),
+            // Another stream captures the subject: a setup an operator can
+            // fix (as with no stream at all) while the events wait.
+            Some(ErrorCode::STREAM_NOT_MATCH) => DeliveryError::retryable(format!(
+                "subject {subject:?} is captured by another stream than `create_stream`'s: {error}"
             )),
             _ => DeliveryError::retryable(format!("publish to {subject:?} failed: {error}")),
         },
