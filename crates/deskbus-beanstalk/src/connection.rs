@@ -8,7 +8,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::Error;
-use crate::codec::{Codec, Command, Reply};
+use crate::codec::{Codec, Command, MAX_BODY, Reply};
 
 /// How many pipelined commands are written before their replies are read.
 /// Bounded so that the replies we have not read yet always fit in the
@@ -235,6 +235,26 @@ impl Connection {
     /// not answered get [`Error::Aborted`] (each may or may not be stored).
     pub async fn put_many(&mut self, jobs: &[Job<'_>]) -> Vec<Result<Put, Error>> {
         let mut results = Vec::with_capacity(jobs.len());
+        self.put_many_into(jobs, &mut results).await;
+        results
+    }
+
+    /// [`Connection::put_many`], pushing each window's results into
+    /// `results` as soon as they are read: a caller that gives up on the
+    /// future (a timeout) keeps the results of the windows answered before,
+    /// and need not put those jobs again.
+    ///
+    /// A body larger than any beanstalkd takes ([`MAX_BODY`]) is refused
+    /// here with [`Error::JobTooBig`], unsent: the server might not even
+    /// parse its length, and would then read the body as commands.
+    pub async fn put_many_into(&mut self, jobs: &[Job<'_>], results: &mut Vec<Result<Put, Error>>) {
+        if let Some(big) = jobs.iter().position(|job| job.body.len() > MAX_BODY) {
+            Box::pin(self.put_many_into(&jobs[..big], results)).await;
+            results.push(Err(Error::JobTooBig));
+            Box::pin(self.put_many_into(&jobs[big + 1..], results)).await;
+            return;
+        }
+        let first = results.len();
         for window in jobs.chunks(PIPELINE_WINDOW) {
             if self.broken {
                 break;
@@ -277,10 +297,9 @@ impl Connection {
                 }
             }
         }
-        while results.len() < jobs.len() {
+        while results.len() - first < jobs.len() {
             results.push(Err(Error::Aborted));
         }
-        results
     }
 
     /// `watch <tube>`; returns how many tubes are watched now.

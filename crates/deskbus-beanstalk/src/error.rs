@@ -78,7 +78,9 @@ impl Error {
     ///
     /// `BAD_FORMAT` and `EXPECTED_CRLF` on a `put` mean the server did not
     /// skip the body the way we expected, so it may be reading our job as
-    /// commands: the byte streams are out of step.
+    /// commands: the byte streams are out of step. `UNKNOWN_COMMAND` to a
+    /// command this client frames correctly says the same (or that the
+    /// peer is not beanstalkd).
     pub fn breaks_connection(&self) -> bool {
         matches!(
             self,
@@ -90,6 +92,7 @@ impl Error {
                 | Error::InternalError
                 | Error::BadFormat
                 | Error::ExpectedCrlf
+                | Error::UnknownCommand
                 | Error::Unexpected { .. }
                 | Error::Aborted
         )

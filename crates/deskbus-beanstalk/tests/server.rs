@@ -207,6 +207,25 @@ async fn job_too_big_refuses_one_job_and_keeps_the_connection() {
     assert_eq!(c.stats().await.unwrap().number("max-job-size"), Some(1024));
 }
 
+/// A body larger than any beanstalkd takes never goes out: the jobs around
+/// it are put, in order, and the connection stays in step. (The vector is
+/// never written to, so its gigabyte is never touched.)
+#[tokio::test]
+async fn a_body_no_server_takes_is_refused_unsent() {
+    let mut c = shared().await;
+    c.use_tube(&tube("huge")).await.unwrap();
+    let huge = vec![0u8; deskbus_beanstalk::MAX_BODY + 1];
+    let results = c
+        .put_many(&[job(b"1"), job(&huge), job(b"2"), job(b"3")])
+        .await;
+    assert!(matches!(results[0], Ok(Put::Inserted(_))), "{results:?}");
+    assert!(matches!(results[1], Err(Error::JobTooBig)), "{results:?}");
+    assert!(matches!(results[2], Ok(Put::Inserted(_))), "{results:?}");
+    assert!(matches!(results[3], Ok(Put::Inserted(_))), "{results:?}");
+    assert_eq!(results.len(), 4);
+    assert!(!c.is_broken());
+}
+
 #[tokio::test]
 async fn a_draining_server_refuses_puts_as_transient() {
     let server = OwnServer::start(&[]);

@@ -59,11 +59,9 @@ impl BeanstalkStream {
                 "{} bytes is larger than beanstalkd's max job size (JOB_TOO_BIG)",
                 delivery.payload.len()
             ))),
-            // The server refused what we sent as malformed: sending the same
-            // bytes again would be refused again.
-            Err(error @ (Error::BadFormat | Error::ExpectedCrlf | Error::UnknownCommand)) => {
-                Err(DeliveryError::permanent(error_chain(&error)))
-            }
+            // BAD_FORMAT, EXPECTED_CRLF and UNKNOWN_COMMAND to a put this
+            // client framed correctly say the connection was out of step (it
+            // is replaced), not that the job is bad: retried like the rest.
             Err(error) => Err(DeliveryError::retryable(error_chain(&error))),
         }
     }
@@ -75,7 +73,9 @@ impl Stream for BeanstalkStream {
         batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
-            let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
+            // Nothing counts as delivered until its reply says so.
+            let mut results: Vec<Result<(), DeliveryError>> =
+                vec![Err(DeliveryError::retryable("no reply for this job")); batch.len()];
             // One pipeline per tube, in batch order within each tube.
             let mut by_tube: IndexMap<&str, Vec<usize>> = IndexMap::new();
             for (i, delivery) in batch.iter().enumerate() {
@@ -88,10 +88,27 @@ impl Stream for BeanstalkStream {
                 return results;
             }
             let mut slot = self.pool.checkout().await;
+            let mut unreachable: Option<String> = None;
             for (tube, members) in by_tube {
+                // A server that could not be reached (or hung) for one tube
+                // is not waited for again, once per tube, in the same batch.
+                if let Some(reason) = &unreachable {
+                    for &i in &members {
+                        results[i] = Err(DeliveryError::retryable(reason.clone()));
+                    }
+                    continue;
+                }
                 let jobs: Vec<Job<'_>> = members.iter().map(|&i| self.job(&batch[i])).collect();
                 let puts = self.pool.put(&mut slot, tube, &jobs).await;
                 for (&i, put) in members.iter().zip(puts) {
+                    if let Err(error @ (Error::Connect { .. } | Error::Io(_))) = &put {
+                        unreachable.get_or_insert_with(|| {
+                            format!(
+                                "not sent: an earlier tube of the batch failed: {}",
+                                error_chain(error)
+                            )
+                        });
+                    }
                     results[i] = self.outcome(&batch[i], put);
                 }
             }
@@ -102,7 +119,17 @@ impl Stream for BeanstalkStream {
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let mut conn = self.pool.connect().await.map_err(|e| error_chain(&e))?;
-            let stats = conn.stats().await.map_err(|e| error_chain(&e))?;
+            // A server that accepts but never answers must not hang `check`.
+            let stats = tokio::time::timeout(pool::REPLY_TIMEOUT, conn.stats())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "beanstalkd at {} did not answer `stats` within {:?}",
+                        self.config.address,
+                        pool::REPLY_TIMEOUT
+                    )
+                })?
+                .map_err(|e| error_chain(&e))?;
             if stats.get("draining") == Some("true") {
                 return Err(format!(
                     "beanstalkd at {} is draining and takes no new jobs",
@@ -141,5 +168,32 @@ mod tests {
             "{results:?}"
         );
         assert!(stream.healthcheck().await.is_err());
+    }
+
+    /// Once the server could not be reached for one tube, the batch's other
+    /// tubes are not tried (each would wait for the connect again).
+    #[tokio::test]
+    async fn an_unreachable_server_is_tried_once_per_batch_not_per_tube() {
+        let stream = BeanstalkStream::new(BeanstalkConfig {
+            address: "127.0.0.1:1".into(),
+            ..BeanstalkConfig::default()
+        });
+        let results = stream
+            .deliver(&[
+                Delivery::for_test("a", b"1"),
+                Delivery::for_test("b", b"2"),
+                Delivery::for_test("c", b"3"),
+            ])
+            .await;
+        assert!(
+            matches!(&results[0], Err(DeliveryError::Retryable { reason, .. }) if reason.starts_with("cannot connect")),
+            "{results:?}"
+        );
+        for result in &results[1..] {
+            assert!(
+                matches!(result, Err(DeliveryError::Retryable { reason, .. }) if reason.starts_with("not sent: an earlier tube of the batch failed: cannot connect")),
+                "{results:?}"
+            );
+        }
     }
 }

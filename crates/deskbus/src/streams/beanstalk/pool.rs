@@ -9,9 +9,10 @@ use tokio::sync::{Mutex, MutexGuard};
 
 /// A server that does not accept within this long is as good as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for the replies of one pipelined group. beanstalkd answers
-/// a put in microseconds; this only bounds a server that hangs.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the replies of one tube's puts. beanstalkd answers a
+/// put in microseconds; this only bounds a server that hangs. The replies
+/// read before it passes are kept.
+pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Pool {
     address: String,
@@ -123,6 +124,7 @@ impl Pool {
         let Some(s) = slot.as_mut() else {
             return all(Error::Broken);
         };
+        let mut results = Vec::with_capacity(jobs.len());
         let outcome = tokio::time::timeout(REPLY_TIMEOUT, async {
             // The tube in use is per connection, and a new connection starts
             // at `default`: `use` again whenever it is not ours.
@@ -130,17 +132,24 @@ impl Pool {
                 s.conn.use_tube(tube).await?;
                 s.using = tube.to_owned();
             }
-            Ok::<_, Error>(s.conn.put_many(jobs).await)
+            s.conn.put_many_into(jobs, &mut results).await;
+            Ok::<_, Error>(())
         })
         .await;
-        let results = match outcome {
-            Ok(Ok(results)) => results,
-            Ok(Err(error)) => all(error),
-            Err(_) => all(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no reply from beanstalkd within {REPLY_TIMEOUT:?}"),
-            ))),
-        };
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => results = all(error),
+            // The windows answered before stay answered: putting those jobs
+            // again would store them twice. The rest may or may not be stored.
+            Err(_) => {
+                results.push(Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no reply from beanstalkd within {REPLY_TIMEOUT:?}"),
+                ))));
+                results.truncate(jobs.len());
+                results.resize_with(jobs.len(), || Err(Error::Aborted));
+            }
+        }
         // A timeout dropped the pipeline mid-request, which the client
         // records as broken too.
         if slot.as_ref().is_none_or(|s| s.conn.is_broken()) {
