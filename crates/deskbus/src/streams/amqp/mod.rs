@@ -197,7 +197,7 @@ impl AmqpStream {
         if self.config.mandatory && (timed_out || unmatched) {
             for result in results.iter_mut().filter(|r| r.is_ok()) {
                 *result = Err(DeliveryError::retryable(format!(
-                    "acked by {}, but a return may have been lost with a confirm given up on; published again",
+                    "acked by {}, but a return in this batch may have been missed (a confirm given up on, or a return matching no message): published again",
                     self.broker.url
                 )));
             }
