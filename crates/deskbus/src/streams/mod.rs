@@ -111,6 +111,8 @@ impl StreamConfig {
             StreamConfig::KinesisStreams(_) => deskbus_event::names::check_kinesis_stream(queue),
             #[cfg(feature = "nats")]
             StreamConfig::Nats(config) => nats::check_queue(config, queue),
+            #[cfg(feature = "file")]
+            StreamConfig::File(_) => file::check_queue(queue),
             _ => Ok(()),
         }
     }

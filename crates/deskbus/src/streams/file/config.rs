@@ -16,10 +16,11 @@ pub struct FileConfig {
     /// The file to append to. `{queue}` is replaced by the use case's queue,
     /// e.g. `"./deskbus-out/{queue}.ndjson"`. Directories are created as needed.
     /// A queue that would leave the directory (holding `/`, `..` or a NUL)
-    /// sends the event to dead letters. Required.
+    /// or is empty sends the event to dead letters. Required.
     pub path: PathBuf,
     /// When data is forced to disk: `"batch"` (default) fsyncs each batch
-    /// before it counts as delivered, so delivered events survive power loss;
+    /// before it counts as delivered (and, for a new file, its directory),
+    /// so delivered events survive power loss;
     /// `"never"` leaves it to the operating system (survives a deskbus crash only).
     pub fsync: FsyncPolicy,
     /// Rotate the file once it holds this many bytes: it is renamed to

@@ -26,16 +26,27 @@ impl FileStream {
     }
 
     fn path_for(&self, queue: &str) -> Result<PathBuf, DeliveryError> {
-        // The queue can come from event data; it must not escape the directory.
-        if queue.contains(['/', '\\', '\0']) || queue == "." || queue.contains("..") {
-            return Err(DeliveryError::permanent(format!(
-                "queue {queue:?} cannot be a file name (holds '/', '\\', '..' or NUL)"
-            )));
-        }
+        check_queue(queue).map_err(DeliveryError::permanent)?;
         Ok(PathBuf::from(
             self.config.path.to_string_lossy().replace("{queue}", queue),
         ))
     }
+}
+
+/// A queue names a file: it can come from event data, so it must not
+/// escape the directory, and an empty one would make the path a directory
+/// (`out/{queue}`) or move the file up (`{queue}/events.ndjson` is
+/// `/events.ndjson`).
+pub(crate) fn check_queue(queue: &str) -> Result<(), String> {
+    if queue.is_empty() {
+        return Err("the queue is empty and cannot be a file name".into());
+    }
+    if queue.contains(['/', '\\', '\0']) || queue == "." || queue.contains("..") {
+        return Err(format!(
+            "queue {queue:?} cannot be a file name (holds '/', '\\', '..' or NUL)"
+        ));
+    }
+    Ok(())
 }
 
 impl Stream for FileStream {
@@ -145,10 +156,15 @@ mod tests {
             delivery("b", "2"),
             delivery("a", "3"),
             delivery("../x", "4"),
+            delivery("", "5"),
         ];
         let results = s.deliver(&batch).await;
         assert!(results[..3].iter().all(Result::is_ok));
         assert!(matches!(results[3], Err(DeliveryError::Permanent { .. })));
+        assert!(
+            matches!(&results[4], Err(DeliveryError::Permanent { reason }) if reason.contains("empty")),
+            "{results:?}"
+        );
         assert_eq!(
             std::fs::read_to_string(dir.path().join("out/a.ndjson")).unwrap(),
             "1\n3\n"

@@ -13,6 +13,10 @@ struct OpenFile {
     file: File,
     size: u64,
     identity: (u64, u64),
+    /// Directories whose entries changed when this file was opened (it was
+    /// created, or so were directories above it): fsync'd after the first
+    /// synced write, since a file's fsync does not make its name durable.
+    unsynced_dirs: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -42,7 +46,14 @@ impl Files {
         let file = self.current(path)?;
         let before = file.size;
         let written = file.file.write_all(bytes).and_then(|()| match fsync {
-            FsyncPolicy::Batch => file.file.sync_data(),
+            FsyncPolicy::Batch => {
+                file.file.sync_data()?;
+                for dir in &file.unsynced_dirs {
+                    File::open(dir)?.sync_all()?;
+                }
+                file.unsynced_dirs.clear();
+                Ok(())
+            }
             FsyncPolicy::Never => Ok(()),
         });
         if let Err(error) = written {
@@ -75,7 +86,26 @@ impl Files {
             if self.open.len() >= MAX_OPEN {
                 self.open.clear();
             }
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut unsynced_dirs = Vec::new();
+            if on_disk.is_none() {
+                // The new file's directory, and the parent of each directory
+                // created for it.
+                unsynced_dirs.push(parent.to_owned());
+                let mut dir = parent;
+                while !dir.exists() {
+                    let Some(up) = dir.parent() else { break };
+                    let up = if up.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        up
+                    };
+                    unsynced_dirs.push(up.to_owned());
+                    dir = up;
+                }
                 std::fs::create_dir_all(parent)?;
             }
             let mut file = OpenOptions::new()
@@ -98,6 +128,7 @@ impl Files {
                     size,
                     identity: (meta.dev(), meta.ino()),
                     file,
+                    unsynced_dirs,
                 },
             );
         }
@@ -118,4 +149,34 @@ fn rotated_name(path: &Path) -> PathBuf {
         n += 1;
     }
     candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new file's name is durable only once its directory is synced, and
+    /// so is each directory created for it: all are synced after the first
+    /// synced write, and an existing file costs no directory sync.
+    #[test]
+    fn a_new_file_syncs_its_directory_and_those_created_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/x.ndjson");
+        let mut files = Files::default();
+        let unsynced = files.current(&path).unwrap().unsynced_dirs.clone();
+        assert_eq!(
+            unsynced,
+            [
+                dir.path().join("a/b"),
+                dir.path().join("a"),
+                dir.path().to_owned()
+            ]
+        );
+        files.append(&path, b"1\n", FsyncPolicy::Batch, 0).unwrap();
+        assert!(files.current(&path).unwrap().unsynced_dirs.is_empty());
+
+        let mut again = Files::default();
+        assert!(again.current(&path).unwrap().unsynced_dirs.is_empty());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n");
+    }
 }
