@@ -661,6 +661,30 @@ async fn an_event_with_a_recorded_ticket_is_not_sent_twice() {
     assert_eq!(link(s.dir.path(), &id).as_deref(), Some("700001"));
 }
 
+/// A 201 whose body says no number still created the ticket: that much is
+/// recorded, so a redelivery (the outcome lost in a crash) does not create
+/// a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_created_without_a_number_is_recorded_all_the_same() {
+    let s = setup().await;
+    s.fake
+        .scripted
+        .lock()
+        .unwrap()
+        .push_back(text(StatusCode::CREATED, ""));
+    let bus = s.start(&s.config(KEY));
+    let id = uuid7();
+    post(&bus, &[call_form(&id, john())]).await;
+    wait_for(Duration::from_secs(20), "the delivery", || {
+        bus.metric("deskbus_stream_delivered_events_total", "helpdesk") == 1.0
+    });
+    assert_eq!(s.fake.statuses(), [201]);
+    assert_eq!(
+        link(s.dir.path(), &id).as_deref(),
+        Some("created, number not given")
+    );
+}
+
 /// `deskbus check --connect` proves URL and key without creating a ticket,
 /// and fails with osTicket's message for a refused key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,23 @@ use crate::url::redact_url;
 /// 400, some have answered 500.
 const VALIDATION_REFUSAL: &str = "Unable to create new ticket: validation errors";
 
+/// osTicket 1.18's form of the same refusal, with 500 and the reason after
+/// the colon (`Unable to create new ticket :<reason>`).
+const REFUSAL_1_18: &str = "Unable to create new ticket :";
+
+/// Reasons of that form an operator can remove while the tickets wait:
+/// "Incomplete client information" is also what osTicket says when it
+/// cannot look up the e-mail's domain (no DNS), and "unknown error" names
+/// nothing about the ticket.
+const PASSING_REFUSALS: [&str; 2] = ["Incomplete client information", "unknown error"];
+
+/// Whether `body` refuses the ticket itself, so that sending it again
+/// cannot succeed.
+fn refuses_the_ticket(body: &str) -> bool {
+    body.contains(VALIDATION_REFUSAL)
+        || (body.contains(REFUSAL_1_18) && !PASSING_REFUSALS.iter().any(|p| body.contains(p)))
+}
+
 pub(super) struct Client {
     http: reqwest::Client,
     url: String,
@@ -71,7 +88,7 @@ impl Client {
                          once it is, `deskbus dlq retry --stream <this stream>` sends the refused tickets again)",
                     );
                 }
-                if failure.body.contains(VALIDATION_REFUSAL) {
+                if refuses_the_ticket(&failure.body) {
                     return Err(DeliveryError::permanent(reason));
                 }
                 Err(failure.into_error(reason))
@@ -121,7 +138,7 @@ fn one_line(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, refuses_the_ticket};
 
     #[test]
     fn messages_fit_one_line() {
@@ -133,5 +150,25 @@ mod tests {
         );
         assert_eq!(one_line("Valid API key required"), "Valid API key required");
         assert_eq!(one_line("a\n\nb"), "a; b");
+    }
+
+    /// Both releases' refusals are recognised (1.18 answers 500 with
+    /// `Unable to create new ticket :<reason>`), except the reasons an
+    /// operator can fix while the tickets wait.
+    #[test]
+    fn refusals_of_the_ticket_itself_are_told_apart() {
+        assert!(refuses_the_ticket(
+            "Unable to create new ticket: validation errors:\nemail: Valid email address required"
+        ));
+        assert!(refuses_the_ticket(
+            "Unable to create new ticket :Invalid help topic"
+        ));
+        assert!(!refuses_the_ticket(
+            "Unable to create new ticket :user Incomplete client information"
+        ));
+        assert!(!refuses_the_ticket(
+            "Unable to create new ticket : unknown error"
+        ));
+        assert!(!refuses_the_ticket("Internal Server Error"));
     }
 }

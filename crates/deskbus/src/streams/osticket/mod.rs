@@ -37,6 +37,9 @@ impl OsticketStream {
     }
 
     async fn deliver_one(&self, d: &Delivery<'_>) -> Result<(), DeliveryError> {
+        /// What is recorded for a ticket osTicket created (201) without
+        /// saying its number.
+        const UNKNOWN_NUMBER: &str = "created, number not given";
         // One event taken by two use cases is two tickets.
         let local_id = format!("{}/{}", d.event_id, d.use_case);
         if let Some(number) = self.recorded(&local_id).await? {
@@ -50,10 +53,13 @@ impl OsticketStream {
             return Ok(());
         }
         let number = self.client.create(d.payload.to_vec()).await?;
-        let recorded = match number.is_empty() {
-            true => false,
-            false => self.record(&local_id, &number).await,
+        // A 201 whose body held no number still created the ticket: record
+        // that much, so that a redelivery does not create it again.
+        let remote_id = match number.is_empty() {
+            true => UNKNOWN_NUMBER,
+            false => number.as_str(),
         };
+        let recorded = self.record(&local_id, remote_id).await;
         TicketCreated {
             stream: &self.id,
             use_case: d.use_case,
