@@ -19,12 +19,11 @@ use crate::config::walker::Table;
 /// sends the event to dead letters. A 4xx answer (unreadable request, invalid API
 /// key or address not authorised, e-mail banned...) and a refusal on
 /// validation ("Unable to create new ticket: validation errors", or 1.18's
-/// "Unable to create new ticket :<reason>", whatever its status) send the
-/// event to dead letters with osTicket's message, except "Incomplete
-/// client information" (also what osTicket says when it cannot look the
-/// e-mail's domain up) and "unknown error", which are retried like
-/// 408, 429, other 5xx answers and connection errors, after
-/// `Retry-After` when given. Redirects are not followed. A refused key
+/// "Unable to create new ticket :<reason>", whatever its status, unless the
+/// reason is "unknown error") send the event to dead letters with
+/// osTicket's message; 408, 429, other 5xx answers and connection errors
+/// are retried, after `Retry-After` when given. Redirects are not
+/// followed. A refused key
 /// sends every ticket to dead letters until it is fixed; then
 /// `deskbus dlq retry --stream <id>` sends them again, under the same ids.
 ///
