@@ -81,7 +81,17 @@ pub(crate) fn unreachable(url: &str, error: reqwest::Error) -> DeliveryError {
 /// would quote the URL whole).
 pub(crate) fn unreachable_reason(url: &str, error: reqwest::Error) -> String {
     let error = error.without_url();
-    format!("cannot reach {}: {}", redact_url(url), error_chain(&error))
+    format!("{UNREACHABLE} {}: {}", redact_url(url), error_chain(&error))
+}
+
+/// How [`unreachable_reason`] begins.
+const UNREACHABLE: &str = "cannot reach";
+
+/// Whether `error` is [`unreachable`]'s: the endpoint gave no answer at all
+/// (refused, timed out), so the next request of a batch would likely wait
+/// for nothing too.
+pub(crate) fn is_unreachable(error: &DeliveryError) -> bool {
+    matches!(error, DeliveryError::Retryable { reason, .. } if reason.starts_with(UNREACHABLE))
 }
 
 /// An answer that is not a success, read whole: its status, `Retry-After`

@@ -257,6 +257,12 @@ impl DeliveryError {
             reason: reason.into(),
         }
     }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            DeliveryError::Retryable { reason, .. } | DeliveryError::Permanent { reason } => reason,
+        }
+    }
 }
 
 /// The one interface every stream implements.

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 pub use config::{HttpAuth, HttpConfig, HttpMode};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::http_client::{Failure, build_client, drain, unreachable, unreachable_reason};
+use super::http_client::{
+    Failure, build_client, drain, is_unreachable, unreachable, unreachable_reason,
+};
 use super::{BoxFuture, Delivery, DeliveryError, Stream};
 
 pub(crate) struct HttpStream {
@@ -122,17 +124,32 @@ impl Stream for HttpStream {
                 let mut results = Vec::with_capacity(batch.len());
                 // Sequential within a batch: the dispatcher already runs
                 // `concurrency` batches at once, and order within a key holds.
+                // An endpoint that gave no answer is not waited for again by
+                // every event of the batch: the rest are retried with it.
+                let mut unreachable: Option<DeliveryError> = None;
                 for d in batch {
+                    if let Some(error) = &unreachable {
+                        results.push(Err(error.clone()));
+                        continue;
+                    }
                     let url = self.url_for(&d.queue);
-                    results.push(
-                        self.send(
+                    let result = self
+                        .send(
                             &url,
                             d.content_type,
                             Some(&idempotency_key(d)),
                             d.payload.to_vec(),
                         )
-                        .await,
-                    );
+                        .await;
+                    if let Err(error) = &result
+                        && is_unreachable(error)
+                    {
+                        unreachable = Some(DeliveryError::retryable(format!(
+                            "not sent: an earlier event of the batch failed: {}",
+                            error.reason()
+                        )));
+                    }
+                    results.push(result);
                 }
                 return results;
             }
@@ -189,5 +206,36 @@ mod tests {
         assert_eq!(percent_encode("tickets"), "tickets");
         assert_eq!(percent_encode("a/b?c=d#e f"), "a%2Fb%3Fc%3Dd%23e%20f");
         assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    /// An endpoint that cannot be reached is tried once per batch in
+    /// `single` mode: the other events are retried with the first.
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_tried_once_per_batch() {
+        let stream = HttpStream::new(HttpConfig {
+            // Port 1 on loopback: nothing listens, the connection is refused.
+            url: "http://127.0.0.1:1/hook/{queue}".into(),
+            mode: HttpMode::Single,
+            headers: Vec::new(),
+            auth: None,
+            timeout: std::time::Duration::from_secs(5),
+        })
+        .unwrap();
+        let batch = [
+            Delivery::for_test("a", b"1"),
+            Delivery::for_test("b", b"2"),
+            Delivery::for_test("c", b"3"),
+        ];
+        let results = stream.deliver(&batch).await;
+        assert!(
+            matches!(&results[0], Err(e) if is_unreachable(e)),
+            "{results:?}"
+        );
+        for result in &results[1..] {
+            assert!(
+                matches!(result, Err(DeliveryError::Retryable { reason, .. }) if reason.starts_with("not sent: an earlier event of the batch failed: cannot reach")),
+                "{results:?}"
+            );
+        }
     }
 }

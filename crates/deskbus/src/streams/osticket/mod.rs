@@ -11,6 +11,7 @@ mod config;
 pub use config::OsticketStreamConfig;
 use deskbus_spool::Spool;
 
+use super::http_client::is_unreachable;
 use super::{BoxFuture, Delivery, DeliveryError, Stream, StreamContext};
 use crate::internal_events::{ComponentFailed, TicketAlreadyCreated, TicketCreated};
 
@@ -119,8 +120,25 @@ impl Stream for OsticketStream {
             // Sequential within a batch: the dispatcher runs `concurrency`
             // batches at once, and a ticket's events keep their order.
             let mut results = Vec::with_capacity(batch.len());
+            // An osTicket that gave no answer (down, or hung for `timeout`)
+            // is not waited for again by every ticket of the batch: the rest
+            // are retried with it.
+            let mut unreachable: Option<DeliveryError> = None;
             for d in batch {
-                results.push(self.deliver_one(d).await);
+                if let Some(error) = &unreachable {
+                    results.push(Err(error.clone()));
+                    continue;
+                }
+                let result = self.deliver_one(d).await;
+                if let Err(error) = &result
+                    && is_unreachable(error)
+                {
+                    unreachable = Some(DeliveryError::retryable(format!(
+                        "not sent: an earlier ticket of the batch failed: {}",
+                        error.reason()
+                    )));
+                }
+                results.push(result);
             }
             results
         })
@@ -128,5 +146,43 @@ impl Stream for OsticketStream {
 
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.client.probe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An osTicket that cannot be reached is tried once per batch: the
+    /// other tickets are retried with the first, not each sent to wait.
+    #[tokio::test]
+    async fn an_unreachable_osticket_is_tried_once_per_batch() {
+        let config = OsticketStreamConfig {
+            // Port 1 on loopback: nothing listens, the connection is refused.
+            url: "http://127.0.0.1:1/api/tickets.json".into(),
+            api_key: crate::config::Secret::new("KEY".into()),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let ctx = StreamContext {
+            id: "helpdesk".into(),
+            spool: None,
+        };
+        let stream = OsticketStream::new(config, &ctx).unwrap();
+        let batch = [
+            Delivery::for_test("", b"{}"),
+            Delivery::for_test("", b"{}"),
+            Delivery::for_test("", b"{}"),
+        ];
+        let results = stream.deliver(&batch).await;
+        assert!(
+            matches!(&results[0], Err(e @ DeliveryError::Retryable { .. }) if is_unreachable(e)),
+            "{results:?}"
+        );
+        for result in &results[1..] {
+            assert!(
+                matches!(result, Err(DeliveryError::Retryable { reason, .. }) if reason.starts_with("not sent: an earlier ticket of the batch failed: cannot reach")),
+                "{results:?}"
+            );
+        }
     }
 }
