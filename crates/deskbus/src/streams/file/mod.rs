@@ -202,6 +202,27 @@ mod tests {
         );
     }
 
+    /// A file truncated under us (copytruncate rotation) is measured as it
+    /// is, not as we left it: no early rotation, nothing cut wrongly.
+    #[tokio::test]
+    async fn a_file_truncated_underneath_keeps_its_true_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = stream(dir.path(), 4);
+        assert!(s.deliver(&[delivery("r", "12")]).await[0].is_ok());
+        let path = dir.path().join("out/r.ndjson");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert!(s.deliver(&[delivery("r", "3")]).await[0].is_ok());
+        assert!(s.deliver(&[delivery("r", "4")]).await[0].is_ok());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "3\n4\n");
+        let files = std::fs::read_dir(dir.path().join("out")).unwrap().count();
+        assert_eq!(files, 1, "rotated early");
+    }
+
     #[tokio::test]
     async fn a_torn_last_line_is_ended_and_handles_stay_bounded() {
         let dir = tempfile::tempdir().unwrap();

@@ -44,7 +44,10 @@ impl Files {
             std::fs::rename(path, rotated_name(path))?;
         }
         let file = self.current(path)?;
-        let before = file.size;
+        // The file's own size, not ours: someone may have truncated it
+        // (copytruncate rotation), and a failed write must cut only what
+        // it added.
+        let before = file.file.metadata()?.len();
         let written = file.file.write_all(bytes).and_then(|()| match fsync {
             FsyncPolicy::Batch => {
                 file.file.sync_data()?;
@@ -52,6 +55,13 @@ impl Files {
                     File::open(dir)?.sync_all()?;
                 }
                 file.unsynced_dirs.clear();
+                // Deleted between our check of the path and the write: the
+                // lines went to a file nobody can read. Not delivered.
+                if file.file.metadata()?.nlink() == 0 {
+                    return Err(std::io::Error::other(
+                        "the file was deleted while it was written",
+                    ));
+                }
                 Ok(())
             }
             FsyncPolicy::Never => Ok(()),
@@ -64,7 +74,7 @@ impl Files {
             self.open.remove(path);
             return Err(error);
         }
-        file.size += bytes.len() as u64;
+        file.size = before + bytes.len() as u64;
         Ok(())
     }
 
