@@ -67,10 +67,19 @@ pub(super) struct Lease {
 
 struct State {
     connection: Option<Connection>,
-    /// Bumped on every new connection, so that a batch from an old one
-    /// cannot tear down its successor.
+    /// Bumped whenever the connection is dropped or replaced, so that a
+    /// batch from an old one can neither tear down its successor nor give
+    /// back one of its channels to be lent again.
     generation: u64,
     idle: Vec<Channel>,
+}
+
+impl State {
+    fn drop_connection(&mut self) {
+        self.connection = None;
+        self.idle.clear();
+        self.generation += 1;
+    }
 }
 
 pub(super) struct Broker {
@@ -136,8 +145,7 @@ impl Broker {
             } else {
                 tracing::warn!(url = %self.url, "amqp connection lost; reconnecting");
             }
-            state.connection = None;
-            state.idle.clear();
+            state.drop_connection();
         }
         let (connection, channel) = self.bounded(self.connect()).await?;
         // Channels for the batches in flight, opened now, so that the first
@@ -172,14 +180,12 @@ impl Broker {
                     .as_ref()
                     .is_some_and(|c| c.status().connected());
                 if !connected {
-                    state.connection = None;
-                    state.idle.clear();
+                    state.drop_connection();
                 }
             }
             Health::ConnectionSuspect => {
                 tracing::warn!(url = %self.url, "amqp confirms went missing; reconnecting");
-                state.connection = None;
-                state.idle.clear();
+                state.drop_connection();
             }
         }
     }
