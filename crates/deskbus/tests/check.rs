@@ -213,6 +213,34 @@ fn constant_queues_follow_the_stream_naming_rules() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// A file stream's constant queue must name a file: an empty one would make
+/// the path a directory, or move the file up a level.
+#[test]
+fn a_file_stream_refuses_an_empty_constant_queue() {
+    let (code, _, stderr) = check(&VALID.replace("queue = \"tickets\"", "queue = \"\""));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`use_cases.t.queue`: the queue is empty and cannot be a file name"),
+        "{stderr}"
+    );
+}
+
+/// A URL refused by `check` is quoted without its password.
+#[test]
+fn a_refused_url_is_quoted_without_its_password() {
+    let text = VALID.replace(
+        "type = \"file\"\npath = \"./o/{queue}.ndjson\"",
+        "type = \"http\"\nurl = \"ftp://bot:hunter2@h/hook\"",
+    );
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is not an http:// or https:// URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
 /// README's first command: the quickstart runs with no external service and
 /// its demo tickets reach the file stream.
 #[test]

@@ -146,7 +146,8 @@ impl<'c, 'e, 'i> Table<'c, 'e, 'i> {
             format!(
                 "`{}`: {:?} is not an http:// or https:// URL",
                 self.path(key),
-                url.value
+                // The error quotes the value: without its password.
+                crate::url::redact_url(&url.value)
             ),
         );
         None
