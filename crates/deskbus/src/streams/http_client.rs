@@ -94,6 +94,40 @@ pub(crate) fn is_unreachable(error: &DeliveryError) -> bool {
     matches!(error, DeliveryError::Retryable { reason, .. } if reason.starts_with(UNREACHABLE))
 }
 
+/// Delivers `batch` one item after another (order within a key holds; the
+/// dispatcher already runs `concurrency` batches at once). Once an endpoint
+/// gave no answer, it is not waited for again by every `item` left: they
+/// are retried with the one that failed.
+pub(crate) async fn one_by_one<'b, T, F, Fut>(
+    batch: &'b [T],
+    item: &str,
+    mut deliver: F,
+) -> Vec<Result<(), DeliveryError>>
+where
+    F: FnMut(&'b T) -> Fut,
+    Fut: Future<Output = Result<(), DeliveryError>>,
+{
+    let mut results = Vec::with_capacity(batch.len());
+    let mut unreachable: Option<DeliveryError> = None;
+    for one in batch {
+        if let Some(error) = &unreachable {
+            results.push(Err(error.clone()));
+            continue;
+        }
+        let result = deliver(one).await;
+        if let Err(error) = &result
+            && is_unreachable(error)
+        {
+            unreachable = Some(DeliveryError::retryable(format!(
+                "not sent: an earlier {item} of the batch failed: {}",
+                error.reason()
+            )));
+        }
+        results.push(result);
+    }
+    results
+}
+
 /// An answer that is not a success, read whole: its status, `Retry-After`
 /// and the start of its body, trimmed.
 pub(crate) struct Failure {

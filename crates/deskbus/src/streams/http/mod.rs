@@ -8,7 +8,7 @@ pub use config::{HttpAuth, HttpConfig, HttpMode};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::http_client::{
-    Failure, build_client, drain, is_unreachable, unreachable, unreachable_reason,
+    Failure, build_client, drain, one_by_one, unreachable, unreachable_reason,
 };
 use super::{BoxFuture, Delivery, DeliveryError, Stream};
 
@@ -121,37 +121,19 @@ impl Stream for HttpStream {
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
             if self.config.mode == HttpMode::Single {
-                let mut results = Vec::with_capacity(batch.len());
-                // Sequential within a batch: the dispatcher already runs
-                // `concurrency` batches at once, and order within a key holds.
-                // An endpoint that gave no answer is not waited for again by
-                // every event of the batch: the rest are retried with it.
-                let mut unreachable: Option<DeliveryError> = None;
-                for d in batch {
-                    if let Some(error) = &unreachable {
-                        results.push(Err(error.clone()));
-                        continue;
-                    }
+                return one_by_one(batch, "event", |d| {
                     let url = self.url_for(&d.queue);
-                    let result = self
-                        .send(
+                    async move {
+                        self.send(
                             &url,
                             d.content_type,
                             Some(&idempotency_key(d)),
                             d.payload.to_vec(),
                         )
-                        .await;
-                    if let Err(error) = &result
-                        && is_unreachable(error)
-                    {
-                        unreachable = Some(DeliveryError::retryable(format!(
-                            "not sent: an earlier event of the batch failed: {}",
-                            error.reason()
-                        )));
+                        .await
                     }
-                    results.push(result);
-                }
-                return results;
+                })
+                .await;
             }
             let mut results: Vec<Result<(), DeliveryError>> = vec![Ok(()); batch.len()];
             let mut by_url: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -200,6 +182,7 @@ impl Stream for HttpStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streams::http_client::is_unreachable;
 
     #[test]
     fn queues_cannot_change_the_url() {

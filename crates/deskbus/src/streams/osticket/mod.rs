@@ -11,7 +11,7 @@ mod config;
 pub use config::OsticketStreamConfig;
 use deskbus_spool::Spool;
 
-use super::http_client::is_unreachable;
+use super::http_client::one_by_one;
 use super::{BoxFuture, Delivery, DeliveryError, Stream, StreamContext};
 use crate::internal_events::{ComponentFailed, TicketAlreadyCreated, TicketCreated};
 
@@ -117,30 +117,8 @@ impl Stream for OsticketStream {
         batch: &'a [Delivery<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
-            // Sequential within a batch: the dispatcher runs `concurrency`
-            // batches at once, and a ticket's events keep their order.
-            let mut results = Vec::with_capacity(batch.len());
-            // An osTicket that gave no answer (down, or hung for `timeout`)
-            // is not waited for again by every ticket of the batch: the rest
-            // are retried with it.
-            let mut unreachable: Option<DeliveryError> = None;
-            for d in batch {
-                if let Some(error) = &unreachable {
-                    results.push(Err(error.clone()));
-                    continue;
-                }
-                let result = self.deliver_one(d).await;
-                if let Err(error) = &result
-                    && is_unreachable(error)
-                {
-                    unreachable = Some(DeliveryError::retryable(format!(
-                        "not sent: an earlier ticket of the batch failed: {}",
-                        error.reason()
-                    )));
-                }
-                results.push(result);
-            }
-            results
+            // A ticket's events keep their order.
+            one_by_one(batch, "ticket", |d| self.deliver_one(d)).await
         })
     }
 
@@ -152,6 +130,7 @@ impl Stream for OsticketStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streams::http_client::is_unreachable;
 
     /// An osTicket that cannot be reached is tried once per batch: the
     /// other tickets are retried with the first, not each sent to wait.
