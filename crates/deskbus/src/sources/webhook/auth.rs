@@ -28,10 +28,19 @@ pub(super) fn check(
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .ok_or(AuthError::Missing("missing Authorization header"))?;
-            let given = value.strip_prefix("Bearer ").ok_or(AuthError::Missing(
-                "Authorization header is not a Bearer token",
-            ))?;
-            match bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            // The scheme's name is case-insensitive (RFC 9110 §11.1).
+            let given = value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim_start())
+                .ok_or(AuthError::Missing(
+                    "Authorization header is not a Bearer token",
+                ))?;
+            // Digests of equal length, compared in constant time: comparing
+            // the tokens themselves would end early on a length mismatch and
+            // tell the token's length.
+            let digest = |text: &str| <Sha256 as sha2::Digest>::digest(text.as_bytes());
+            match bool::from(digest(given).ct_eq(&digest(token.expose()))) {
                 true => Ok(()),
                 false => Err(AuthError::Invalid("invalid bearer token")),
             }
@@ -142,6 +151,26 @@ mod tests {
             ),
             Err(AuthError::Missing(_))
         ));
+        // The scheme's name in any case; a token longer or shorter than
+        // the right one is as wrong as any other.
+        assert_eq!(
+            check(
+                &auth,
+                &headers(&[("authorization", "bearer tok".into())]),
+                b"",
+                0
+            ),
+            Ok(())
+        );
+        for wrong in ["Bearer to", "Bearer tokk", "Bearer "] {
+            assert!(
+                matches!(
+                    check(&auth, &headers(&[("authorization", wrong.into())]), b"", 0),
+                    Err(AuthError::Invalid(_))
+                ),
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

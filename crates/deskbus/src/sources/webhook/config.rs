@@ -19,7 +19,8 @@ pub struct WebhookConfig {
     pub address: SocketAddr,
     /// Path that accepts POSTs. Default `/events`.
     pub path: String,
-    /// Largest request body, in bytes; larger ones get 413. Default 10485760 (10 MiB).
+    /// Largest request body, in bytes (at most 268435456, 256 MiB); larger
+    /// ones get 413. Default 10485760 (10 MiB).
     pub max_body_bytes: usize,
     /// Most events in one request. Default 10000.
     pub max_events: usize,
@@ -75,7 +76,12 @@ impl WebhookConfig {
                 format!("`{}.path` must start with '/'", t.name),
             );
         }
-        let max_body_bytes = t.integer("max_body_bytes", 1..=1 << 30).unwrap_or(10 << 20) as usize;
+        // At most 256 MiB: well under SQLite's largest value (10^9 bytes),
+        // so a body taken is a body the spool can hold, not a 503 retried
+        // for ever.
+        let max_body_bytes = t
+            .integer("max_body_bytes", 1..=256 << 20)
+            .unwrap_or(10 << 20) as usize;
         let max_events = t.integer("max_events", 1..=1_000_000).unwrap_or(10_000) as usize;
         let unmatched = t
             .parsed("unmatched", |s| match s {
