@@ -286,6 +286,19 @@ impl BeanstalkSource {
         let mut committing = Vec::with_capacity(held.len());
         let mut skipped = 0;
         for job in &held {
+            // Seen before: reserved before (by a deskbus that crashed), or
+            // back from a restarted server's binlog, where ids are unique.
+            // A job of a server without a binlog, on its first reservation,
+            // is never matched: such a server reuses ids after a restart.
+            // Looked at before `max_attempts`: a job already committed is
+            // deleted, however often its delete was lost, never buried.
+            let fp = fingerprint(&[b"job", &job.id.to_le_bytes(), &job.body]);
+            let seen_before = job.reserves > 1 || job.persisted;
+            if seen_before && self.window.take(fp) {
+                skipped += 1;
+                settle.push(Command::Delete(job.id));
+                continue;
+            }
             let max = u64::from(self.config.max_attempts);
             if max > 0 && job.reserves > max {
                 JobBuried {
@@ -298,17 +311,6 @@ impl BeanstalkSource {
                     id: job.id,
                     priority: job.priority,
                 });
-                continue;
-            }
-            // Seen before: reserved before (by a deskbus that crashed), or
-            // back from a restarted server's binlog, where ids are unique.
-            // A job of a server without a binlog, on its first reservation,
-            // is never matched: such a server reuses ids after a restart.
-            let fp = fingerprint(&[b"job", &job.id.to_le_bytes(), &job.body]);
-            let seen_before = job.reserves > 1 || job.persisted;
-            if seen_before && self.window.take(fp) {
-                skipped += 1;
-                settle.push(Command::Delete(job.id));
                 continue;
             }
             committing.push(fp);
