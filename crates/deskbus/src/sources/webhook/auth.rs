@@ -16,10 +16,14 @@ pub(super) enum AuthError {
     Invalid(&'static str),
 }
 
+/// Checks the request's credentials. Without its `body` (`None`), all that
+/// can be checked before the body is read: a bearer token whole, and an
+/// HMAC signature's headers (present, hex, a fresh timestamp), so that a
+/// request refused on those costs no body read.
 pub(super) fn check(
     auth: &WebhookAuth,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Option<&[u8]>,
     now_unix: i64,
 ) -> Result<(), AuthError> {
     match auth {
@@ -61,6 +65,7 @@ pub(super) fn check(
                 hex::decode(signature).map_err(|_| AuthError::Invalid("signature is not hex"))?;
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
                 .map_err(|_| AuthError::Invalid("unusable HMAC secret"))?;
+            let mut signed_stamp = None;
             if let Some(tolerance) = timestamp_tolerance {
                 let stamp = headers
                     .get(timestamp_header.as_str())
@@ -78,7 +83,13 @@ pub(super) fn check(
                         "timestamp outside the allowed tolerance",
                     ));
                 }
-                mac.update(stamp.trim().as_bytes());
+                signed_stamp = Some(stamp.trim());
+            }
+            let Some(body) = body else {
+                return Ok(()); // the signature itself is checked with the body
+            };
+            if let Some(stamp) = signed_stamp {
+                mac.update(stamp.as_bytes());
                 mac.update(b".");
             }
             mac.update(body);
@@ -124,20 +135,20 @@ mod tests {
             check(
                 &auth,
                 &headers(&[("authorization", "Bearer tok".into())]),
-                b"",
+                Some(b""),
                 0
             ),
             Ok(())
         );
         assert!(matches!(
-            check(&auth, &headers(&[]), b"", 0),
+            check(&auth, &headers(&[]), Some(b""), 0),
             Err(AuthError::Missing(_))
         ));
         assert!(matches!(
             check(
                 &auth,
                 &headers(&[("authorization", "Bearer nope".into())]),
-                b"",
+                Some(b""),
                 0
             ),
             Err(AuthError::Invalid(_))
@@ -146,7 +157,7 @@ mod tests {
             check(
                 &auth,
                 &headers(&[("authorization", "Basic x".into())]),
-                b"",
+                Some(b""),
                 0
             ),
             Err(AuthError::Missing(_))
@@ -157,7 +168,7 @@ mod tests {
             check(
                 &auth,
                 &headers(&[("authorization", "bearer tok".into())]),
-                b"",
+                Some(b""),
                 0
             ),
             Ok(())
@@ -165,7 +176,12 @@ mod tests {
         for wrong in ["Bearer to", "Bearer tokk", "Bearer "] {
             assert!(
                 matches!(
-                    check(&auth, &headers(&[("authorization", wrong.into())]), b"", 0),
+                    check(
+                        &auth,
+                        &headers(&[("authorization", wrong.into())]),
+                        Some(b""),
+                        0
+                    ),
                     Err(AuthError::Invalid(_))
                 ),
                 "{wrong}"
@@ -183,24 +199,29 @@ mod tests {
         };
         let sig = sign(b"k", None, b"body");
         assert_eq!(
-            check(&plain, &headers(&[("x-sig", sig.clone())]), b"body", 0),
+            check(
+                &plain,
+                &headers(&[("x-sig", sig.clone())]),
+                Some(b"body"),
+                0
+            ),
             Ok(())
         );
         assert_eq!(
             check(
                 &plain,
                 &headers(&[("x-sig", format!("sha256={sig}"))]),
-                b"body",
+                Some(b"body"),
                 0
             ),
             Ok(())
         );
         assert!(matches!(
-            check(&plain, &headers(&[("x-sig", sig)]), b"bodx", 0),
+            check(&plain, &headers(&[("x-sig", sig)]), Some(b"bodx"), 0),
             Err(AuthError::Invalid(_))
         ));
         assert!(matches!(
-            check(&plain, &headers(&[]), b"body", 0),
+            check(&plain, &headers(&[]), Some(b"body"), 0),
             Err(AuthError::Missing(_))
         ));
 
@@ -212,10 +233,28 @@ mod tests {
         };
         let sig = sign(b"k", Some("1000"), b"body");
         let h = headers(&[("x-sig", sig), ("x-ts", "1000".into())]);
-        assert_eq!(check(&timed, &h, b"body", 1200), Ok(()));
+        assert_eq!(check(&timed, &h, Some(b"body"), 1200), Ok(()));
         assert!(
-            matches!(check(&timed, &h, b"body", 1400), Err(AuthError::Invalid(_))),
+            matches!(
+                check(&timed, &h, Some(b"body"), 1400),
+                Err(AuthError::Invalid(_))
+            ),
             "replay outside tolerance"
         );
+        // Before the body is read: the headers alone are checked, and a
+        // request they condemn is refused without reading it.
+        assert_eq!(check(&timed, &h, None, 1200), Ok(()));
+        assert!(matches!(
+            check(&timed, &h, None, 1400),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            check(&timed, &headers(&[("x-sig", "zz".into())]), None, 1200),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            check(&plain, &headers(&[]), None, 0),
+            Err(AuthError::Missing(_))
+        ));
     }
 }

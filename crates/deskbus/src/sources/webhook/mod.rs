@@ -84,6 +84,27 @@ fn refuse(
     reply(status, json!({ "error": message }))
 }
 
+/// The request's credentials (see [`auth::check`]): 401 when missing, 403
+/// when wrong.
+fn authenticate(
+    state: &WebhookState,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) -> Result<(), Response> {
+    let Some(auth) = &state.config.auth else {
+        return Ok(());
+    };
+    let now = jiff::Timestamp::now().as_second();
+    auth::check(auth, headers, body, now).map_err(|error| match error {
+        auth::AuthError::Missing(why) => {
+            refuse(state, StatusCode::UNAUTHORIZED, "unauthorized", why.into())
+        }
+        auth::AuthError::Invalid(why) => {
+            refuse(state, StatusCode::FORBIDDEN, "forbidden", why.into())
+        }
+    })
+}
+
 async fn handle(
     State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
@@ -97,6 +118,11 @@ async fn handle(
             "deskbus is shutting down; retry later".into(),
         );
     }
+    // What can be checked of the credentials is checked before the body is
+    // read: an unauthenticated client cannot make deskbus buffer bodies.
+    if let Err(refusal) = authenticate(&state, &headers, None) {
+        return refusal;
+    }
     let limit = state.config.max_body_bytes;
     let body: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
@@ -109,17 +135,8 @@ async fn handle(
             );
         }
     };
-    if let Some(auth) = &state.config.auth {
-        let now = jiff::Timestamp::now().as_second();
-        match auth::check(auth, &headers, &body, now) {
-            Ok(()) => {}
-            Err(auth::AuthError::Missing(why)) => {
-                return refuse(&state, StatusCode::UNAUTHORIZED, "unauthorized", why.into());
-            }
-            Err(auth::AuthError::Invalid(why)) => {
-                return refuse(&state, StatusCode::FORBIDDEN, "forbidden", why.into());
-            }
-        }
+    if let Err(refusal) = authenticate(&state, &headers, Some(&body)) {
+        return refusal;
     }
     let inputs = match parse_body(&headers, &body) {
         Ok(inputs) => inputs,
