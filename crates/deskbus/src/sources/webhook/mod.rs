@@ -84,25 +84,30 @@ fn refuse(
     reply(status, json!({ "error": message }))
 }
 
-/// The request's credentials (see [`auth::check`]): 401 when missing, 403
-/// when wrong.
-fn authenticate(
+/// The refusal of a request whose credentials (see [`auth::check`]) are
+/// missing (401) or wrong (403); none when they pass.
+fn refuse_credentials(
     state: &WebhookState,
     headers: &HeaderMap,
     body: Option<&[u8]>,
-) -> Result<(), Response> {
-    let Some(auth) = &state.config.auth else {
-        return Ok(());
-    };
+) -> Option<Response> {
+    let auth = state.config.auth.as_ref()?;
     let now = jiff::Timestamp::now().as_second();
-    auth::check(auth, headers, body, now).map_err(|error| match error {
-        auth::AuthError::Missing(why) => {
-            refuse(state, StatusCode::UNAUTHORIZED, "unauthorized", why.into())
-        }
-        auth::AuthError::Invalid(why) => {
-            refuse(state, StatusCode::FORBIDDEN, "forbidden", why.into())
-        }
-    })
+    match auth::check(auth, headers, body, now) {
+        Ok(()) => None,
+        Err(auth::AuthError::Missing(why)) => Some(refuse(
+            state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            why.into(),
+        )),
+        Err(auth::AuthError::Invalid(why)) => Some(refuse(
+            state,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            why.into(),
+        )),
+    }
 }
 
 async fn handle(
@@ -120,7 +125,7 @@ async fn handle(
     }
     // What can be checked of the credentials is checked before the body is
     // read: an unauthenticated client cannot make deskbus buffer bodies.
-    if let Err(refusal) = authenticate(&state, &headers, None) {
+    if let Some(refusal) = refuse_credentials(&state, &headers, None) {
         return refusal;
     }
     let limit = state.config.max_body_bytes;
@@ -135,7 +140,7 @@ async fn handle(
             );
         }
     };
-    if let Err(refusal) = authenticate(&state, &headers, Some(&body)) {
+    if let Some(refusal) = refuse_credentials(&state, &headers, Some(&body)) {
         return refusal;
     }
     let inputs = match parse_body(&headers, &body) {
