@@ -20,7 +20,9 @@ pub struct WebhookConfig {
     /// Path that accepts POSTs. Default `/events`.
     pub path: String,
     /// Largest request body, in bytes (at most 268435456, 256 MiB); larger
-    /// ones get 413. Default 10485760 (10 MiB).
+    /// ones get 413, and one not sent whole within 30 s gets 408.
+    /// Credentials are checked before the body is read, as far as the
+    /// headers allow. Default 10485760 (10 MiB).
     pub max_body_bytes: usize,
     /// Most events in one request. Default 10000.
     pub max_events: usize,

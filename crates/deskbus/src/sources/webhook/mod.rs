@@ -60,6 +60,10 @@ pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(),
     Ok(())
 }
 
+/// Longest a client may take to send a request's body: a client that
+/// trickles one must not hold a connection and its buffer for ever.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn reply(status: StatusCode, body: Value) -> Response {
     (
         status,
@@ -129,7 +133,16 @@ async fn handle(
         return refusal;
     }
     let limit = state.config.max_body_bytes;
-    let body: Bytes = match axum::body::to_bytes(body, limit).await {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return refuse(
+            &state,
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+        );
+    };
+    let body: Bytes = match read {
         Ok(bytes) => bytes,
         Err(_) => {
             return refuse(

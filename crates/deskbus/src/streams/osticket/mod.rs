@@ -93,21 +93,35 @@ impl OsticketStream {
 
     /// Records a created ticket's number; false (reported) if it could not be.
     /// The ticket exists either way, so the delivery counts as done.
+    ///
+    /// Tried a few times over about two seconds: without the record a
+    /// redelivery would create the ticket again, and a spool that refused
+    /// once (a lock held by `deskbus dlq`, a moment of full disk) often
+    /// takes it a moment later. A stopped spool is not waited for.
     async fn record(&self, local_id: &str, number: &str) -> bool {
+        const TRIES: u32 = 4;
         let Some(spool) = &self.spool else {
             return false;
         };
-        match spool.put_link(&self.namespace, local_id, number).await {
-            Ok(()) => true,
-            Err(error) => {
-                ComponentFailed {
-                    component: &self.id,
-                    error: &error,
+        let mut wait = std::time::Duration::from_millis(250);
+        for attempt in 1..=TRIES {
+            match spool.put_link(&self.namespace, local_id, number).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    ComponentFailed {
+                        component: &self.id,
+                        error: &error,
+                    }
+                    .emit();
+                    if matches!(error, deskbus_spool::SpoolError::Closed) || attempt == TRIES {
+                        return false;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
                 }
-                .emit();
-                false
             }
         }
+        false
     }
 }
 
