@@ -298,6 +298,21 @@ impl Worker {
         if let Some(text) = stored {
             let cursor = Cursor::decode(&text, self.now_ms()).map_err(PollError::Cursor)?;
             tracing::info!(source = %self.ctx.id, position = %text, "resuming from the stored position");
+            // A database restored from a backup older than the position:
+            // nothing is read until its ids pass the stored ones, so say so
+            // rather than sit silent. (A failed look is not worth stopping for.)
+            if let Ok((entries, events)) = db.max_ids().await
+                && (cursor.entries.hi > entries || cursor.events.hi > events)
+            {
+                tracing::warn!(
+                    source = %self.ctx.id,
+                    position = %text,
+                    database_entries = entries,
+                    database_events = events,
+                    "the stored position is ahead of osTicket's database (restored from an older backup?): \
+                     nothing new is read until its ids pass the stored ones"
+                );
+            }
             return Ok(cursor);
         }
         let (entries, events) = match self.config.start {
