@@ -248,12 +248,19 @@ impl Connection {
     /// here with [`Error::JobTooBig`], unsent: the server might not even
     /// parse its length, and would then read the body as commands.
     pub async fn put_many_into(&mut self, jobs: &[Job<'_>], results: &mut Vec<Result<Put, Error>>) {
-        if let Some(big) = jobs.iter().position(|job| job.body.len() > MAX_BODY) {
-            Box::pin(self.put_many_into(&jobs[..big], results)).await;
+        let mut rest = jobs;
+        loop {
+            let too_big = rest.iter().position(|job| job.body.len() > MAX_BODY);
+            self.put_run(&rest[..too_big.unwrap_or(rest.len())], results)
+                .await;
+            let Some(too_big) = too_big else { return };
             results.push(Err(Error::JobTooBig));
-            Box::pin(self.put_many_into(&jobs[big + 1..], results)).await;
-            return;
+            rest = &rest[too_big + 1..];
         }
+    }
+
+    /// [`Connection::put_many_into`] for jobs whose bodies all fit.
+    async fn put_run(&mut self, jobs: &[Job<'_>], results: &mut Vec<Result<Put, Error>>) {
         let first = results.len();
         for window in jobs.chunks(PIPELINE_WINDOW) {
             if self.broken {

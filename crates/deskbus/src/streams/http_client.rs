@@ -210,6 +210,36 @@ mod tests {
         assert!(!reason.contains("hunter2"), "{reason}");
     }
 
+    /// The rule behind every stream that sends one item at a time: after
+    /// an item that got no answer at all, the rest are not sent but retried
+    /// with it; an answer that refuses (a 503, a 4xx) stops nothing.
+    #[tokio::test]
+    async fn one_by_one_stops_sending_only_when_the_endpoint_gave_no_answer() {
+        let sent = std::cell::Cell::new(0);
+        let answers = [
+            DeliveryError::retryable("osTicket answered 503: busy"),
+            DeliveryError::permanent("osTicket answered 400: bad"),
+            DeliveryError::retryable(format!("{UNREACHABLE} http://h/: refused")),
+            DeliveryError::permanent("never sent"),
+        ];
+        let results = one_by_one(&answers, "ticket", |answer| {
+            sent.set(sent.get() + 1);
+            let answer = answer.clone();
+            async move { Err(answer) }
+        })
+        .await;
+        assert_eq!(sent.get(), 3, "nothing is sent after the unreachable one");
+        assert_eq!(
+            results[..3],
+            answers[..3].iter().cloned().map(Err).collect::<Vec<_>>()
+        );
+        assert!(
+            matches!(&results[3], Err(DeliveryError::Retryable { reason, .. })
+                if reason == "not sent: an earlier ticket of the batch failed: cannot reach http://h/: refused"),
+            "{results:?}"
+        );
+    }
+
     /// A header no request can carry fails the same way every time: it
     /// goes to dead letters rather than being retried until `max_age`.
     #[tokio::test]

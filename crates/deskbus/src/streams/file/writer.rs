@@ -22,6 +22,9 @@ struct OpenFile {
 #[derive(Default)]
 pub(super) struct Files {
     open: HashMap<PathBuf, OpenFile>,
+    /// Directories a file dropped after a failed write still owed a sync:
+    /// when it is opened again it exists, but its name may not be durable.
+    owed_dirs: HashMap<PathBuf, Vec<PathBuf>>,
 }
 
 /// Most files kept open at once; past it every handle is closed, so a queue
@@ -71,7 +74,12 @@ impl Files {
             // first line is not glued to a fragment. If even that fails, the
             // reopen below starts the next write on a fresh line.
             let _ = file.file.set_len(before);
-            self.open.remove(path);
+            if let Some(dropped) = self.open.remove(path)
+                && !dropped.unsynced_dirs.is_empty()
+            {
+                self.owed_dirs
+                    .insert(path.to_owned(), dropped.unsynced_dirs);
+            }
             return Err(error);
         }
         file.size = before + bytes.len() as u64;
@@ -100,7 +108,7 @@ impl Files {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let mut unsynced_dirs = Vec::new();
+            let mut unsynced_dirs = self.owed_dirs.remove(path).unwrap_or_default();
             if on_disk.is_none() {
                 // The new file's directory, and the parent of each directory
                 // created for it.

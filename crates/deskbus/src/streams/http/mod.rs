@@ -148,10 +148,15 @@ impl Stream for HttpStream {
                     // send each one alone, so only the poison ones go to dead
                     // letters and the rest is delivered.
                     Err(DeliveryError::Permanent { .. }) if members.len() > 1 => {
-                        for i in members {
+                        let alone = one_by_one(&members, "event", |&i| {
                             let (content_type, body) = self.batch_body(batch, &[i]);
                             let key = idempotency_key(&batch[i]);
-                            results[i] = self.send(&url, content_type, Some(&key), body).await;
+                            let url = &url;
+                            async move { self.send(url, content_type, Some(&key), body).await }
+                        })
+                        .await;
+                        for (i, result) in members.iter().zip(alone) {
+                            results[*i] = result;
                         }
                     }
                     Err(error) => {

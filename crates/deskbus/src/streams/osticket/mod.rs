@@ -104,24 +104,25 @@ impl OsticketStream {
             return false;
         };
         let mut wait = std::time::Duration::from_millis(250);
-        for attempt in 1..=TRIES {
-            match spool.put_link(&self.namespace, local_id, number).await {
+        let mut attempt = 1;
+        loop {
+            let error = match spool.put_link(&self.namespace, local_id, number).await {
                 Ok(()) => return true,
-                Err(error) => {
-                    ComponentFailed {
-                        component: &self.id,
-                        error: &error,
-                    }
-                    .emit();
-                    if matches!(error, deskbus_spool::SpoolError::Closed) || attempt == TRIES {
-                        return false;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
+                Err(error) => error,
+            };
+            if matches!(error, deskbus_spool::SpoolError::Closed) || attempt == TRIES {
+                // Reported once, for the last try.
+                ComponentFailed {
+                    component: &self.id,
+                    error: &error,
                 }
+                .emit();
+                return false;
             }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            attempt += 1;
         }
-        false
     }
 }
 
