@@ -239,6 +239,22 @@ fn a_refused_url_is_quoted_without_its_password() {
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("ftp://bot:[redacted]@h/hook"), "{stderr}");
+}
+
+/// A webhook body limit a spool value could not hold is refused by `check`.
+#[test]
+fn a_webhook_body_limit_over_256_mib_is_refused() {
+    let text = VALID.replace(
+        "address = \"127.0.0.1:9681\"",
+        "address = \"127.0.0.1:9681\"\nmax_body_bytes = 268435457",
+    );
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("max_body_bytes"), "{stderr}");
+    let fits = text.replace("268435457", "268435456");
+    let (code, _, stderr) = check(&fits);
+    assert_eq!(code, 0, "{stderr}");
 }
 
 /// README's first command: the quickstart runs with no external service and

@@ -97,9 +97,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
     pub config: StreamConfig,
-    /// Most batches in flight at once. Default 4.
+    /// Most batches in flight at once. 1 to 1024. Default 4.
     pub concurrency: usize,
-    /// Most events handed to the stream in one call. Default 100.
+    /// Most events handed to the stream in one call. 1 to 10000. Default 100.
     pub batch_size: usize,
     pub retry: RetryPolicy,
 }

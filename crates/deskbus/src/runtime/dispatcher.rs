@@ -90,10 +90,13 @@ impl ScanFrom {
 #[derive(Default)]
 struct Reads {
     under_way: Option<JoinHandle<ReadResult>>,
-    /// The last read scanned the whole queue and found less than it asked
-    /// for, and nothing that can make more entries ready (an append, a
-    /// commit, time passing) has happened since it started: another read
-    /// would find nothing new. Keeps an idle dispatcher from spinning.
+    /// The last read scanned the queue from its start and came back short
+    /// (fewer entries than it asked for, or its byte cap reached), and
+    /// nothing that can make more entries ready (an append, a commit, time
+    /// passing) has happened since it started. Keeps an idle dispatcher
+    /// from spinning. After a read stopped by its byte cap, the next waits
+    /// for the commit of what it found: the entries held are the stream's
+    /// work until then.
     caught_up: bool,
     /// Something changed since the read under way started.
     changed: bool,
@@ -186,11 +189,9 @@ impl Dispatcher {
         // either is never fetched again.
         let mut read_ahead: VecDeque<Entry> = VecDeque::new();
         let mut in_flight: HashSet<i64> = HashSet::new();
-        // Deliveries in progress, polled by this task rather than spawned
-        // (when dispatchers shared the runtime, a task per batch cost a
-        // wake-up of another worker thread each: at batch size 1, about a
-        // third of deskbus's CPU). The price: one stream's batches are
-        // shaped one after another on this task.
+        // Deliveries in progress, polled by this task rather than spawned:
+        // no task (and no waker) per batch. The price: one stream's batches
+        // are shaped one after another on this task.
         let mut deliveries = FuturesUnordered::new();
         let mut reads = Reads::default();
         // Outcomes on their way to the spool. The loop does not wait for

@@ -310,13 +310,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 /// Why a thread per stream, not a task on the shared runtime: the
 /// stream's deliveries, its client's connection tasks and its sockets
 /// then live on one thread, so a reply from the broker or the spool does
-/// not wake another worker. Measured (A/B, same bench binaries, 4 runs
-/// each): CPU per event at batch size 1 fell about a fifth for NATS and a
-/// sixth for beanstalk. What it costs: one stream shapes and sends on one
-/// core at most, which its dispatcher task did already, and a stream's
-/// client must be created on that thread (clients connect on first
-/// delivery). At shutdown a dispatcher past the deadline is abandoned, as
-/// a task was: its thread ends with the process.
+/// not wake another worker (at batch size 1, about a fifth of the CPU per
+/// event for NATS). What it costs: one stream shapes and sends on one core
+/// at most, and a stream's client must be created on that thread (see
+/// [`Stream`]). At shutdown a dispatcher past the deadline is abandoned:
+/// its thread ends with the process.
 fn spawn_dispatcher(
     dispatcher: dispatcher::Dispatcher,
     shutdown: Shutdown,

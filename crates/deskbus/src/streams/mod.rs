@@ -266,6 +266,10 @@ impl DeliveryError {
 }
 
 /// The one interface every stream implements.
+///
+/// A stream connects on its first delivery, not when it is built: its
+/// dispatcher runs it on a thread of its own (`stream-<id>`), and a client
+/// made there keeps its connection tasks and sockets on that thread.
 pub(crate) trait Stream: Send + Sync {
     /// Delivers `batch`; the result has one entry per delivery, in order.
     fn deliver<'a>(

@@ -25,7 +25,8 @@ use crate::streams::beanstalk::parse_address;
 /// its jobs are matched only once reserved again). A job reserved more than
 /// `max_attempts` times without being deleted (deskbus crashed on it, or
 /// the spool refused it again and again) is buried with its priority, and
-/// stays there until an operator kicks it.
+/// stays there until an operator kicks it, unless it is recognised as
+/// committed already: then it is deleted.
 ///
 /// After a server restart or a lost connection, deskbus connects again
 /// with a growing delay (up to 5 s) and watches its tubes again; jobs it

@@ -24,7 +24,7 @@ pub struct WebhookConfig {
     /// Credentials are checked before the body is read, as far as the
     /// headers allow. Default 10485760 (10 MiB).
     pub max_body_bytes: usize,
-    /// Most events in one request. Default 10000.
+    /// Most events in one request. 1 to 1000000. Default 10000.
     pub max_events: usize,
     /// What to do with an event no enabled use case takes: `"reject"` (default,
     /// 422) or `"drop"` (accept and count it as rejected).

@@ -18,7 +18,10 @@ use crate::config::walker::Table;
 /// or a channel error the next delivery rebuilds the connection and
 /// channel and declares the exchange again; unconfirmed messages are
 /// published again, so a consumer may see an event twice, always with the
-/// same `message_id` (the event id).
+/// same `message_id` (the event id). With `mandatory`, a batch in which a
+/// confirm did not come in time (or the broker returned a message of no
+/// delivery) has its acked messages published again too: a return that
+/// went missing with it cannot be told apart from a routed message.
 ///
 /// Each message carries `message_id` (the event id), `content_type` (from
 /// the use case's format), `timestamp` (seconds), `delivery_mode` 2 when

@@ -8,7 +8,11 @@ use crate::config::walker::Table;
 /// POSTs events to an HTTP endpoint. A 2xx answer confirms delivery; 5xx,
 /// 408, 429 (honouring `Retry-After`, in seconds or as a date) and connection errors are
 /// retried; any other 4xx sends the events of that request to dead letters
-/// with the status and the start of the answer's body.
+/// with the status and the start of the answer's body (a batch refused so
+/// is sent again one event per request, so that only the refused ones go).
+/// A request that cannot be built (a header value HTTP cannot carry) goes
+/// to dead letters at once. Events sent one per request carry an
+/// `Idempotency-Key`, `<event id>/<use case>`.
 #[derive(Clone)]
 pub struct HttpConfig {
     /// The endpoint; `{queue}` is replaced by the use case's queue

@@ -22,9 +22,11 @@ use crate::config::walker::Table;
 /// key for Data Streams) goes to dead letters.
 ///
 /// When AWS accepts a call but refuses some of its records, only those are
-/// retried (throttling, `ServiceUnavailableException`, `InternalFailure`);
-/// a record refused with any other code goes to dead letters. Whole calls
-/// failing with 5xx, throttling, a connection error or refused credentials
+/// put again, each one whose code a whole call would be retried for
+/// (throttling, `ServiceUnavailableException`, `InternalFailure`, refused
+/// credentials...); a record refused with any other code goes to dead
+/// letters. Whole calls failing with 5xx, throttling, a connection error
+/// or refused credentials
 /// (unknown, expired, or lacking a permission: an operator can fix them
 /// while the events wait, within `retry.max_attempts` and `retry.max_age`)
 /// are retried; other 4xx (an unknown stream) send the call's events to
