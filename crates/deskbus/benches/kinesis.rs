@@ -181,35 +181,42 @@ impl Moto {
         // The S3 bucket the delivery stream writes to, the delivery stream,
         // and the data stream.
         let bucket = format!("{}/bench", moto.endpoint);
-        moto.set_up(&client, &bucket, "s3", "CreateBucket", json!(null))
+        moto.set_up(&client, &bucket, "s3", "CreateBucket", Vec::new())
             .await;
         let create = json!({"DeliveryStreamName": STREAM, "DeliveryStreamType": "DirectPut",
             "ExtendedS3DestinationConfiguration": {"BucketARN": "arn:aws:s3:::bench",
             "RoleARN": "arn:aws:iam::123456789012:role/firehose"}});
         let target = "Firehose_20150804.CreateDeliveryStream";
-        moto.set_up(&client, &moto.endpoint, "firehose", target, create)
-            .await;
+        moto.set_up(
+            &client,
+            &moto.endpoint,
+            "firehose",
+            target,
+            create.to_string().into(),
+        )
+        .await;
         let create = json!({"StreamName": STREAM, "ShardCount": SHARDS});
         let target = "Kinesis_20131202.CreateStream";
-        moto.set_up(&client, &moto.endpoint, "kinesis", target, create)
-            .await;
+        moto.set_up(
+            &client,
+            &moto.endpoint,
+            "kinesis",
+            target,
+            create.to_string().into(),
+        )
+        .await;
         moto
     }
 
-    /// One signed set-up call that must succeed (an S3 `PUT` of no body
-    /// when `service` is `s3`, else a JSON 1.1 call of `target`).
+    /// One signed set-up call of `target` that must succeed.
     async fn set_up(
         &self,
         client: &reqwest::Client,
         endpoint: &str,
         service: &str,
         target: &str,
-        body: Value,
+        body: Vec<u8>,
     ) {
-        let body = match service {
-            "s3" => Vec::new(),
-            _ => body.to_string().into_bytes(),
-        };
         let (status, answer) = call(client, endpoint, service, target, body).await;
         assert_eq!(status, 200, "{target}: {answer}");
     }
