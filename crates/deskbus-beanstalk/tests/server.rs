@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use deskbus_beanstalk::{Connection, Error, Job, Put, Released};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SHARED: &str = "127.0.0.1:11300";
 
@@ -286,4 +287,104 @@ async fn a_cancelled_request_leaves_the_connection_broken() {
     assert!(waited.is_err());
     assert!(c.is_broken());
     assert!(matches!(c.list_tubes().await, Err(Error::Broken)));
+}
+
+/// A connection to `server` through a proxy of the test's own: it passes on
+/// every byte the client sends, but only the server's first `lines` reply
+/// lines back. Then it stalls, as a server that stops answering would: it
+/// passes nothing more on, yet holds both sides open, so the client sees
+/// neither an EOF nor an error.
+async fn connect_stalling_after(server: &str, lines: usize) -> Connection {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let (client, accepted) = tokio::join!(Connection::connect(proxy), listener.accept());
+    let (mut from_client, mut to_client) = accepted.unwrap().0.into_split();
+    let (mut from_server, mut to_server) = tokio::net::TcpStream::connect(server)
+        .await
+        .unwrap()
+        .into_split();
+    // Client to server: everything, as it comes.
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+    });
+    // Server to client: up to and including the `lines`-th b'\n'.
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 8 * 1024];
+        let mut left = lines;
+        while left > 0 {
+            let n = match from_server.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut end = 0;
+            while end < n && left > 0 {
+                if buf[end] == b'\n' {
+                    left -= 1;
+                }
+                end += 1;
+            }
+            if to_client.write_all(&buf[..end]).await.is_err() {
+                return;
+            }
+        }
+        // Stalled: read and drop the rest, so the server never blocks
+        // writing, while `to_client` stays open until the server closes.
+        while from_server.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        drop(to_client);
+    });
+    client.unwrap()
+}
+
+/// The results of the windows answered before a caller gives up on
+/// `put_many_into` (a timeout) stay in `results`: those jobs are stored, and
+/// a caller that puts again only the jobs without a result must not put the
+/// confirmed ones twice. 600 jobs go out in windows of 256, 256 and 88; the
+/// proxy passes on the replies to the first window only, so the timeout
+/// drops the future while it waits for the second window's replies.
+#[tokio::test]
+async fn replies_read_before_a_timeout_are_kept() {
+    let server = OwnServer::start(&[]);
+    // No `use`: the jobs go to `default`, so every reply is one
+    // `INSERTED <id>` line.
+    let mut c = connect_stalling_after(&server.address, 256).await;
+    let bodies: Vec<String> = (0..600).map(|i| format!("job {i}")).collect();
+    let jobs: Vec<Job<'_>> = bodies.iter().map(|b| job(b.as_bytes())).collect();
+    let mut results = Vec::new();
+    let waited =
+        tokio::time::timeout(Duration::from_secs(2), c.put_many_into(&jobs, &mut results)).await;
+    assert!(waited.is_err(), "the stalled batch finished: {results:?}");
+    assert!(c.is_broken());
+    assert!(matches!(c.stats().await, Err(Error::Broken)));
+
+    assert_eq!(results.len(), 256);
+    let ids: Vec<u64> = results
+        .iter()
+        .map(|result| match result {
+            Ok(Put::Inserted(id)) => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        256,
+        "ids are distinct: {ids:?}"
+    );
+    let mut direct = Connection::connect(&server.address).await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let stored = direct
+            .peek(*id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("job {id} is not on the server"));
+        assert_eq!(&stored.body[..], bodies[i].as_bytes());
+    }
+    // The second window went out too, but its replies never came back:
+    // those jobs are stored without a result to say so.
+    let ready = direct
+        .stats()
+        .await
+        .unwrap()
+        .number("current-jobs-ready")
+        .unwrap();
+    assert!(ready > 256, "only {ready} jobs reached the server");
 }

@@ -29,19 +29,61 @@ fn is_scheme(text: &str) -> bool {
 /// letters and `check` output): `user:password@` becomes
 /// `user:[redacted]@` (the user name helps whoever fixes a login), and a
 /// userinfo without a password, which may be a token, becomes `[redacted]@`.
+/// Query parameters whose names say they hold a secret (`token`, `api_key`,
+/// `sig`, ...; see [`is_secret_name`]) keep their name and lose their value.
 pub(crate) fn redact_url(url: &str) -> String {
-    let Some(range) = userinfo_range(url) else {
+    let (masked, query_from) = match userinfo_range(url) {
+        Some(range) => {
+            let user = match url[range.clone()].split_once(':') {
+                Some((user, _)) => format!("{user}:"),
+                None => String::new(),
+            };
+            let head = format!("{}{user}[redacted]", &url[..range.start]);
+            let from = head.len();
+            (head + &url[range.end..], from)
+        }
+        None => (url.to_owned(), 0),
+    };
+    redact_query(&masked, query_from)
+}
+
+/// `url` with the values of its secret query parameters masked; the query
+/// is looked for from byte `from` on (past any userinfo, which may hold a
+/// `?`) and ends at `#`.
+fn redact_query(url: &str, from: usize) -> String {
+    let Some(start) = url[from..].find('?').map(|i| from + i + 1) else {
         return url.to_owned();
     };
-    let user = match url[range.clone()].split_once(':') {
-        Some((user, _)) => format!("{user}:"),
-        None => String::new(),
-    };
-    format!(
-        "{}{user}[redacted]{}",
-        &url[..range.start],
-        &url[range.end..]
-    )
+    let end = url[start..].find('#').map_or(url.len(), |i| start + i);
+    let pairs: Vec<String> = url[start..end]
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() && is_secret_name(name) => {
+                format!("{name}=[redacted]")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{}{}{}", &url[..start], pairs.join("&"), &url[end..])
+}
+
+/// Whether a query parameter's name suggests a credential: `token`,
+/// `access_token`, `api_key`, `apikey`, `secret`, `password`, `sig`,
+/// `X-Amz-Signature`, `auth`, ... When in doubt this over-redacts.
+fn is_secret_name(name: &str) -> bool {
+    let name = String::from_utf8_lossy(&percent_decode(name.as_bytes())).to_ascii_lowercase();
+    [
+        "token",
+        "key",
+        "secret",
+        "pass",
+        "pwd",
+        "sig",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 /// RFC 3986 percent-decoding; a `%` not followed by two hex digits is kept.
@@ -103,6 +145,24 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), "amqp://u:[redacted]@host/v", "{url}");
         }
+    }
+
+    #[test]
+    fn secret_query_values_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("https://hooks.example/in?token=abc&team=support#top"),
+            "https://hooks.example/in?token=[redacted]&team=support#top"
+        );
+        assert_eq!(
+            redact_url("http://u:p@h/x?API_KEY=1&heartbeat=5&X-Amz-Signature=ff&sig="),
+            "http://u:[redacted]@h/x?API_KEY=[redacted]&heartbeat=5&X-Amz-Signature=[redacted]&sig="
+        );
+        // A `?` in the password is not the query's start.
+        assert_eq!(
+            redact_url("amqp://u:pa?token=x@host/v?access%5Ftoken=y"),
+            "amqp://u:[redacted]@host/v?access%5Ftoken=[redacted]"
+        );
+        assert_eq!(redact_url("http://h/x?a=1&b"), "http://h/x?a=1&b");
     }
 
     #[test]

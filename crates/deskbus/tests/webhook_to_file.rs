@@ -342,6 +342,14 @@ async fn bad_input_is_refused_with_reasons() {
             "{status}: {text} lacks {reason:?}"
         );
     }
+    // Credentials are refused before the body is read: a client announcing
+    // a megabyte and sending none of it gets its 401 at once, not a wait.
+    let (status, reply) = raw_post_head(
+        bus.web,
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+    );
+    assert_eq!(status, 401, "{reply}");
+    assert!(reply.contains("missing signature"), "{reply}");
     // One bad event refuses the whole batch: the good one in it is not kept.
     let batch = json!([event(&bad_batch_id, 2), {"name": ""}]).to_string();
     let response = post(batch.clone(), Some(signed(&batch))).await.unwrap();
@@ -376,6 +384,69 @@ async fn bad_input_is_refused_with_reasons() {
         !bus.log().contains("k3y"),
         "the secret must never be logged"
     );
+}
+
+/// A client that starts a body and stops gets 408 once the body read times
+/// out (30 s), and the source goes on taking requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_gets_408() {
+    let (dir, bus) = start_webhook_to_file("", "", "");
+    let web = bus.web;
+    let started = std::time::Instant::now();
+    let stalled = tokio::task::spawn_blocking(move || {
+        raw_post_head(
+            web,
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\"",
+        )
+    });
+    // Meanwhile the webhook serves others.
+    let id = uuid7();
+    let response = client()
+        .post(bus.url())
+        .json(&event(&id, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (status, reply) = stalled.await.unwrap();
+    assert_eq!(status, 408, "{reply}");
+    assert!(reply.contains("did not arrive within 30s"), "{reply}");
+    assert!(started.elapsed() >= Duration::from_secs(29));
+    wait_for(Duration::from_secs(20), "the other event", || {
+        delivered_ids(&dir.path().join("out/tickets.ndjson")).contains(&id)
+    });
+    assert!(bus.metric("deskbus_source_rejected_events_total", "reason=\"timeout\"") >= 1.0);
+}
+
+/// Sends a POST's request line, then `rest` (its headers, the blank line,
+/// perhaps part of a body), on a raw connection, and holds it open sending
+/// nothing more: the reply's status and text.
+fn raw_post_head(web: std::net::SocketAddr, rest: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(web).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(stream, "POST /events HTTP/1.1\r\nHost: x\r\n{rest}").unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the reply's body is complete (the server may keep the
+    // connection open afterwards).
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if n == 0 || text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }
 
 /// A poison event (queue template names a missing field, or a queue that

@@ -293,6 +293,28 @@ impl Drop for Deskbus {
         // A failing test shows what deskbus said, before its directory goes.
         if std::thread::panicking() {
             let log = self.log();
+            // A burst of one warning fills any tail: first, every distinct
+            // warning and error (without time and fields), counted.
+            let mut seen: Vec<(String, usize)> = Vec::new();
+            for line in log
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            {
+                let what = line.split_once(' ').map_or(line, |(_, rest)| rest);
+                let what = what.split(" event_id=").next().unwrap_or(what);
+                let what = match line.split_once(" reason=") {
+                    Some((_, reason)) => format!("{what} ... reason={reason}"),
+                    None => what.to_owned(),
+                };
+                match seen.iter_mut().find(|(w, _)| *w == what) {
+                    Some((_, n)) => *n += 1,
+                    None => seen.push((what, 1)),
+                }
+            }
+            eprintln!("--- warnings and errors of deskbus.log, first seen first ---");
+            for (what, n) in seen.iter().take(40) {
+                eprintln!("{n:>6} x {what}");
+            }
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!("--- last lines of deskbus.log ---");
             for line in tail.iter().rev() {
