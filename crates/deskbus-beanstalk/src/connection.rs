@@ -16,6 +16,37 @@ use crate::codec::{Codec, Command, MAX_BODY, Reply};
 /// and both ends wait on each other.
 const PIPELINE_WINDOW: usize = 256;
 
+/// Most body bytes in one window of puts (a window has at least one job):
+/// a window is encoded into one buffer before it is written, so without
+/// this bound 256 large jobs would be copied into memory at once.
+const WINDOW_BYTES: usize = 1 << 20;
+
+/// A write buffer grown past this by a large window is let go after it,
+/// rather than kept for the life of the connection.
+const WRITE_BUFFER_KEPT: usize = 2 * WINDOW_BYTES;
+
+/// `jobs` in pipeline windows: at most [`PIPELINE_WINDOW`] jobs and, past
+/// the first job, at most [`WINDOW_BYTES`] of bodies each.
+fn windows<'j, 'b>(jobs: &'j [Job<'b>]) -> impl Iterator<Item = &'j [Job<'b>]> {
+    let mut rest = jobs;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut end, mut bytes) = (1, rest[0].body.len());
+        while end < rest.len()
+            && end < PIPELINE_WINDOW
+            && bytes + rest[end].body.len() <= WINDOW_BYTES
+        {
+            bytes += rest[end].body.len();
+            end += 1;
+        }
+        let (window, tail) = rest.split_at(end);
+        rest = tail;
+        Some(window)
+    })
+}
+
 /// A job to `put`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Job<'a> {
@@ -157,6 +188,9 @@ impl Connection {
             }
         }
         self.stream.write_all(&self.write).await?;
+        if self.write.capacity() > WRITE_BUFFER_KEPT {
+            self.write = BytesMut::with_capacity(8 * 1024);
+        }
         let mut replies = Vec::with_capacity(commands.len());
         for _ in commands {
             replies.push(self.read_reply().await?);
@@ -262,7 +296,7 @@ impl Connection {
     /// [`Connection::put_many_into`] for jobs whose bodies all fit.
     async fn put_run(&mut self, jobs: &[Job<'_>], results: &mut Vec<Result<Put, Error>>) {
         let first = results.len();
-        for window in jobs.chunks(PIPELINE_WINDOW) {
+        for window in windows(jobs) {
             if self.broken {
                 break;
             }
@@ -485,6 +519,25 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_hold_at_most_256_jobs_and_1_mib_of_bodies_past_the_first() {
+        let job = |body: &'static [u8]| Job {
+            priority: 0,
+            delay: 0,
+            ttr: 1,
+            body,
+        };
+        let sizes = |jobs: &[Job<'_>]| windows(jobs).map(<[_]>::len).collect::<Vec<_>>();
+        let small = vec![job(b"x"); 600];
+        assert_eq!(sizes(&small), [256, 256, 88]);
+        static HALF: [u8; WINDOW_BYTES / 2] = [0; WINDOW_BYTES / 2];
+        static BIG: [u8; WINDOW_BYTES + 1] = [0; WINDOW_BYTES + 1];
+        let mixed = [job(&HALF), job(&HALF), job(&HALF), job(&BIG), job(b"x")];
+        // Two halves fill a window; a body over the limit goes alone.
+        assert_eq!(sizes(&mixed), [2, 1, 1, 1]);
+        assert_eq!(sizes(&[]), Vec::<usize>::new());
+    }
 
     #[test]
     fn stats_parse_bare_and_quoted_values() {

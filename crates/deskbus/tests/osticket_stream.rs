@@ -685,6 +685,40 @@ async fn a_ticket_created_without_a_number_is_recorded_all_the_same() {
     );
 }
 
+/// A spool that refuses a created ticket's number for a moment (a lock
+/// held by `deskbus dlq`, a full disk) gets it on a later try, within about
+/// two seconds: without the record, a redelivery would create the ticket
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_number_the_spool_refused_for_a_moment_is_recorded_on_a_later_try() {
+    let s = setup().await;
+    let bus = s.start(&s.config(KEY));
+    let spool = spool_sqlite(s.dir.path());
+    spool
+        .execute_batch(
+            "CREATE TRIGGER refuse_links BEFORE INSERT ON links
+             BEGIN SELECT RAISE(ABORT, 'links refused for a moment'); END;",
+        )
+        .unwrap();
+    let id = uuid7();
+    post(&bus, &[call_form(&id, john())]).await;
+    wait_async(Duration::from_secs(20), "the ticket", || {
+        s.fake.tickets().len() == 1
+    })
+    .await;
+    // The first try (at once) was refused; the next come after 250 ms,
+    // 750 ms and 1.75 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    spool.execute_batch("DROP TRIGGER refuse_links").unwrap();
+    wait_for(Duration::from_secs(20), "the delivery", || {
+        bus.metric("deskbus_stream_delivered_events_total", "helpdesk") == 1.0
+    });
+    assert!(
+        link(s.dir.path(), &id).is_some_and(|n| !n.is_empty() && n != "created, number not given")
+    );
+    assert_eq!(s.fake.statuses(), [201]);
+}
+
 /// `deskbus check --connect` proves URL and key without creating a ticket,
 /// and fails with osTicket's message for a refused key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -418,6 +418,45 @@ async fn a_body_that_stops_arriving_gets_408() {
     assert!(bus.metric("deskbus_source_rejected_events_total", "reason=\"timeout\"") >= 1.0);
 }
 
+/// With `max_concurrent_requests = 1`, a request that comes while another
+/// is being read waits a second for its turn, then gets 503 with
+/// `Retry-After`; once the first is gone, requests are taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_concurrency_limit_get_503() {
+    use std::io::Write;
+    let (dir, bus) = start_webhook_to_file("max_concurrent_requests = 1", "", "");
+    // The first request sends part of its body and holds its turn.
+    let mut stalled = std::net::TcpStream::connect(bus.web).unwrap();
+    write!(
+        stalled,
+        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"name\""
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = uuid7();
+    let post = || client().post(bus.url()).json(&event(&id, 1)).send();
+    let response = post().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let text = response.text().await.unwrap();
+    assert!(text.contains("1 requests are in progress"), "{text}");
+    drop(stalled);
+    let mut status = 503;
+    for _ in 0..50 {
+        status = post().await.unwrap().status().as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 202, "the turn never came back");
+    wait_for(Duration::from_secs(20), "the event", || {
+        delivered_ids(&dir.path().join("out/tickets.ndjson")).contains(&id)
+    });
+    assert!(bus.metric("deskbus_source_rejected_events_total", "reason=\"busy\"") >= 1.0);
+}
+
 /// Sends a POST's request line, then `rest` (its headers, the blank line,
 /// perhaps part of a body), on a raw connection, and holds it open sending
 /// nothing more: the reply's status and text.

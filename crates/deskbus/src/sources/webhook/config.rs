@@ -26,6 +26,11 @@ pub struct WebhookConfig {
     pub max_body_bytes: usize,
     /// Most events in one request. 1 to 1000000. Default 10000.
     pub max_events: usize,
+    /// Most requests read and committed at once, 1 to 65536. One more waits
+    /// up to 1 s for a turn, then gets 503 with `Retry-After: 1`. With
+    /// `max_body_bytes` it bounds the memory bodies can take (by default
+    /// 64 × 10 MiB). Default 64.
+    pub max_concurrent_requests: usize,
     /// What to do with an event no enabled use case takes: `"reject"` (default,
     /// 422) or `"drop"` (accept and count it as rejected).
     pub unmatched: Unmatched,
@@ -85,6 +90,9 @@ impl WebhookConfig {
             .integer("max_body_bytes", 1..=256 << 20)
             .unwrap_or(10 << 20) as usize;
         let max_events = t.integer("max_events", 1..=1_000_000).unwrap_or(10_000) as usize;
+        let max_concurrent_requests = t
+            .integer("max_concurrent_requests", 1..=65_536)
+            .unwrap_or(64) as usize;
         let unmatched = t
             .parsed("unmatched", |s| match s {
                 "reject" => Ok(Unmatched::Reject),
@@ -117,6 +125,7 @@ impl WebhookConfig {
             path,
             max_body_bytes,
             max_events,
+            max_concurrent_requests,
             unmatched,
             auth,
         })

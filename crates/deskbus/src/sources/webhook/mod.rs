@@ -29,6 +29,9 @@ struct WebhookState {
     config: WebhookConfig,
     ingest: Ingest,
     shutdown: Shutdown,
+    /// One permit per request being read or committed: bodies in memory
+    /// are bounded by `max_concurrent_requests × max_body_bytes`.
+    turns: tokio::sync::Semaphore,
 }
 
 pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(), SourceError> {
@@ -40,6 +43,7 @@ pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(),
         })?;
     let path = config.path.clone();
     let state = Arc::new(WebhookState {
+        turns: tokio::sync::Semaphore::new(config.max_concurrent_requests),
         id: ctx.id.clone(),
         origin_uuid: ctx.origin_uuid,
         config,
@@ -63,6 +67,10 @@ pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(),
 /// Longest a client may take to send a request's body: a client that
 /// trickles one must not hold a connection and its buffer for ever.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a request over `max_concurrent_requests` waits for a turn
+/// before it is refused: a burst is smoothed, an overload is told so.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn reply(status: StatusCode, body: Value) -> Response {
     (
@@ -132,6 +140,20 @@ async fn handle(
     if let Some(refusal) = refuse_credentials(&state, &headers, None) {
         return refusal;
     }
+    let Ok(Ok(_turn)) = tokio::time::timeout(TURN_WAIT, state.turns.acquire()).await else {
+        let mut busy = refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{} requests are in progress, the most this source takes at once; retry later",
+                state.config.max_concurrent_requests
+            ),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return busy;
+    };
     let limit = state.config.max_body_bytes;
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
     let Ok(read) = read else {
