@@ -50,10 +50,12 @@
 //!    fsync (`synchronous=NORMAL`). The WAL is written in order, so the next
 //!    fsync'd commit (any append) makes those outcomes durable with it, and a
 //!    process crash loses nothing. A power loss may undo the latest outcomes:
-//!    those entries are then delivered again (at least once), never lost.
+//!    those entries are then delivered again (at least once), never lost;
+//!    an entry delivered again this way may reach its stream after later
+//!    entries of its key had (per-key order holds up to a power loss).
 //!    Such outcomes are synced within about a second: the next group after
-//!    that is synced whatever it holds, and an idle writer commits one
-//!    small synced write (`meta.outcomes_synced_at`).
+//!    that is synced whatever it holds, an idle writer commits one small
+//!    synced write (`meta.outcomes_synced_at`), and so does a closing one.
 //!
 //! # Example
 //!
@@ -477,7 +479,7 @@ impl Spool {
         ])?;
         let mut ready = Vec::with_capacity(limit.min(want).min(1024));
         let mut bytes = 0usize;
-        while ready.len() < limit && bytes < max_bytes {
+        while ready.len() < limit && (ready.is_empty() || bytes < max_bytes) {
             let Some(row) = rows.next()? else { break };
             // SQLite decodes a column when it is read: an entry in flight
             // costs its `seq`, not a copy of its payload.

@@ -199,6 +199,14 @@ fn migrate_from_1(tx: &Connection) -> rusqlite::Result<()> {
         let mut rows = read.query([])?;
         while let Some(row) = rows.next()? {
             let old_seq: i64 = row.get(0)?;
+            // Checked before it is shifted into a stream's range, where a
+            // hand-edited or corrupt value would overflow or land in another
+            // stream's.
+            if !(1..1 << STREAM_SHIFT).contains(&old_seq) {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "spool seq {old_seq} cannot be migrated (1 to 2^{STREAM_SHIFT})"
+                )));
+            }
             let stream: String = row.get(1)?;
             let order_key: String = row.get(4)?;
             let next_id = ids.len() as i64 + 1;

@@ -111,7 +111,14 @@ pub(crate) fn run(
                     };
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                // Closing: what was committed without an fsync is synced
+                // now, not left to a checkpoint that may never come.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if schema::set_sync(&conn, sync).is_ok() {
+                        let _ = mark_synced(&conn);
+                    }
+                    return;
+                }
             }
         } else {
             match commands.recv() {
@@ -304,13 +311,36 @@ fn apply_group(
         Err(error) => return not_begun(group, error),
     };
     let mut answers = Vec::with_capacity(group.len());
-    for command in group {
+    let mut group = group.into_iter();
+    while let Some(command) = group.next() {
         let mut own_woken = BTreeSet::new();
         let result = tx.savepoint().and_then(|sp| {
             let n = apply_one(&sp, &command, now, &mut own_woken)?;
             sp.commit()?;
             Ok(n)
         });
+        if let Err(error) = &result
+            && tx.is_autocommit()
+        {
+            // SQLite rolled the whole transaction back (it may, on a full
+            // disk or an I/O error): what the savepoints before released is
+            // gone too, and a next savepoint would start a transaction of
+            // its own. Nobody in the group is committed.
+            // The caller answers everyone with the error returned here.
+            let error = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some(format!(
+                    "the transaction was rolled back: {}",
+                    error_chain(error)
+                )),
+            );
+            answers.extend(
+                std::iter::once(command)
+                    .chain(group)
+                    .map(|c| pending(c, Ok(0))),
+            );
+            return (answers, Err(error));
+        }
         if result.is_ok() {
             woken.extend(own_woken);
         }
@@ -351,9 +381,11 @@ fn append(
 
 /// Queues an entry, unless its `(use_case, event_id)` is pending already
 /// (invariant 5): then the pending copy stays, and its `seq` goes unused.
+/// A new entry is due at once (`next_attempt_at` 0), not at its enqueue
+/// time: a wall clock stepped back must not hold it (and its key) back.
 const INSERT_ENTRY: &str = "INSERT OR IGNORE INTO entries
     (seq, key_hash, use_case, queue, order_key, event_id, payload, enqueued_at, next_attempt_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)";
 
 /// Queues `e` as `seq` with [`INSERT_ENTRY`], prepared once per command:
 /// looking a statement up in the cache hashes its text, about 1% of the

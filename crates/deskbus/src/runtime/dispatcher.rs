@@ -199,6 +199,10 @@ impl Dispatcher {
         // outcome is on disk, while the next batches are already delivered.
         let mut recorder = Recorder::new(self.spool.clone(), self.stream_id.clone());
         let mut scan = ScanFrom::new();
+        // The last read failed: the loop then sleeps `IDLE_POLL` before it
+        // reads again, even with entries due (a spool that cannot be read
+        // is not to be asked a thousand times a second).
+        let mut read_failed = false;
         let delivered = DeliveriesSucceeded::register(&self.stream_id);
         loop {
             let mut idle_for = IDLE_POLL;
@@ -247,6 +251,12 @@ impl Dispatcher {
                     }
                     if !full {
                         reads.short_batch_sent();
+                        if reads.is_due() {
+                            // Something changed while the last read ran: read
+                            // again now, not when a delivery next ends (which
+                            // a slow endpoint can put off for a second).
+                            continue;
+                        }
                         // While outcomes are being committed the heads are still
                         // in flight; the completion wakes the loop, no need to poll.
                         // Nor while refused outcomes wait: their entries are due
@@ -257,6 +267,7 @@ impl Dispatcher {
                             && !recorder.is_committing()
                             && recorder.waiting() == 0
                             && !reads.is_under_way()
+                            && !read_failed
                         {
                             idle_for = self.until_next_due().await;
                         }
@@ -282,6 +293,7 @@ impl Dispatcher {
                 read = reads.finished() => {
                     match read {
                         Ok((from, entries)) => {
+                            read_failed = false;
                             let limit = self.read_ahead_limit();
                             scan.saw(from, &entries, limit);
                             reads.found(from == 0 && entries.len() < limit);
@@ -293,6 +305,7 @@ impl Dispatcher {
                             // `IDLE_POLL` from now): a failing spool is not
                             // to be hammered.
                             reads.found(true);
+                            read_failed = true;
                             ComponentFailed {
                                 component: &self.stream_id,
                                 error: &*error,
@@ -306,13 +319,18 @@ impl Dispatcher {
                     Err(panic) => {
                         // A panicking stream loses nothing: its entries stay in
                         // the spool and count a failed attempt, so a poison
-                        // input that panics reaches `max_attempts` like any other.
+                        // input that panics reaches `max_attempts` (or
+                        // `max_age`) and dead letters like any other. Not
+                        // retried before `max_backoff`: a panic is a bug, and
+                        // hammering it helps nobody.
                         let error = format!("delivery panicked: {}", panic_message(&*panic));
                         tracing::error!(stream = %self.stream_id, %error, "delivery failed");
-                        let next_attempt_at = now_ms().saturating_add(self.settings.retry.max_backoff.as_millis() as i64);
-                        recorder.add(entries.iter().map(|entry| {
-                            (entry.seq, Outcome::Retry { error: error.clone(), next_attempt_at })
-                        }).collect());
+                        let failed = DeliveryError::Retryable {
+                            reason: error,
+                            retry_after: Some(self.settings.retry.max_backoff),
+                        };
+                        let results = vec![Err(failed); entries.len()];
+                        recorder.add(self.outcomes(&entries, results, &delivered));
                     }
                 },
                 seqs = recorder.finished(), if recorder.is_committing() => {
@@ -762,6 +780,62 @@ mod tests {
         fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
             Box::pin(async { Ok(()) })
         }
+    }
+
+    /// Panics at every delivery.
+    struct AlwaysPanics;
+
+    impl Stream for AlwaysPanics {
+        fn deliver<'a>(
+            &'a self,
+            _batch: &'a [Delivery<'a>],
+        ) -> crate::streams::BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
+            panic!("poison");
+        }
+
+        fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// An entry whose delivery panics every time is a poison entry like
+    /// any other: after `max_attempts` it goes to dead letters with the
+    /// panic's message, instead of holding back its key for ever.
+    #[tokio::test]
+    async fn an_entry_whose_delivery_always_panics_goes_to_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
+        let retry = RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        };
+        let dispatcher = one_at_a_time(Arc::new(AlwaysPanics), spool.clone(), retry);
+        let (trigger, shutdown) = Shutdown::new();
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while spool.stats().unwrap().streams["out"].dead_letters == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never dead-lettered"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let dead = spool.dead_letters(Some("out"), 10).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(spool.stats().unwrap().streams["out"].depth, 0);
+        assert_eq!(dead[0].attempts, 2);
+        assert!(
+            dead[0].reason.contains("delivery panicked: poison"),
+            "{}",
+            dead[0].reason
+        );
+        trigger.send(true).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the dispatcher stops at shutdown");
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
     }
 
     /// A stream that panics fails that delivery only: the entry counts a
