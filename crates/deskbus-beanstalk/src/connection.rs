@@ -16,7 +16,7 @@ use crate::codec::{Codec, Command, MAX_BODY, Reply};
 /// and both ends wait on each other.
 const PIPELINE_WINDOW: usize = 256;
 
-/// Most body bytes in one window of puts (a window has at least one job):
+/// Most body bytes in one window of puts (a larger job goes alone):
 /// a window is encoded into one buffer before it is written, so without
 /// this bound 256 large jobs would be copied into memory at once.
 const WINDOW_BYTES: usize = 1 << 20;
@@ -25,8 +25,8 @@ const WINDOW_BYTES: usize = 1 << 20;
 /// rather than kept for the life of the connection.
 const WRITE_BUFFER_KEPT: usize = 2 * WINDOW_BYTES;
 
-/// `jobs` in pipeline windows: at most [`PIPELINE_WINDOW`] jobs and, past
-/// the first job, at most [`WINDOW_BYTES`] of bodies each.
+/// `jobs` in pipeline windows: at most [`PIPELINE_WINDOW`] jobs and at
+/// most [`WINDOW_BYTES`] of bodies each, or one larger job alone.
 fn windows<'j, 'b>(jobs: &'j [Job<'b>]) -> impl Iterator<Item = &'j [Job<'b>]> {
     let mut rest = jobs;
     std::iter::from_fn(move || {
@@ -521,7 +521,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_hold_at_most_256_jobs_and_1_mib_of_bodies_past_the_first() {
+    fn windows_hold_at_most_256_jobs_and_1_mib_of_bodies_or_one_larger_job() {
         let job = |body: &'static [u8]| Job {
             priority: 0,
             delay: 0,

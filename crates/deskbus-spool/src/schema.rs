@@ -204,7 +204,7 @@ fn migrate_from_1(tx: &Connection) -> rusqlite::Result<()> {
             // stream's.
             if !(1..1 << STREAM_SHIFT).contains(&old_seq) {
                 return Err(rusqlite::Error::InvalidParameterName(format!(
-                    "spool seq {old_seq} cannot be migrated (1 to 2^{STREAM_SHIFT})"
+                    "spool seq {old_seq} cannot be migrated (1 to 2^{STREAM_SHIFT} - 1)"
                 )));
             }
             let stream: String = row.get(1)?;

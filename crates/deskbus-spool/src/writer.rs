@@ -271,7 +271,9 @@ fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
 /// straight in it. If one fails (say, a payload over SQLite's size limit),
 /// the transaction is rolled back and the group is run again with a
 /// savepoint per command, so the failing command is answered alone and the
-/// rest still commits. Savepoints cost a few statements per command, which
+/// rest still commits; unless that failure rolled back the whole
+/// transaction (SQLite may, on a full disk or an I/O error), and then the
+/// whole group is answered with it. Savepoints cost a few statements per command, which
 /// matters at tens of thousands of commands a second, hence the fast path.
 ///
 /// A transaction that cannot begin (another process kept the lock past

@@ -123,6 +123,36 @@ fn a_version_1_spool_without_its_version_or_an_index_is_migrated() {
     assert_eq!(spool.meta("schema_version").unwrap().as_deref(), Some("2"));
 }
 
+/// A version-1 seq that does not fit a stream's range (a hand-edited or
+/// corrupt file) stops the migration with its value, changing nothing,
+/// rather than landing in another stream's range.
+#[test]
+fn a_version_1_seq_out_of_range_is_refused_and_the_file_left_as_it_was() {
+    for seq in ["-5", "1099511627776"] {
+        let (_dir, path) = spool_file(&format!(
+            "{VERSION_1}
+             UPDATE entries SET seq = {seq} WHERE event_id = 'e4';"
+        ));
+        let error = Spool::open(SpoolOptions::new(&path))
+            .err()
+            .expect("refused");
+        let chain = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+        assert!(
+            chain.contains(&format!("spool seq {seq} cannot be migrated")),
+            "{chain}"
+        );
+        let version: String = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "1", "rolled back");
+    }
+}
+
 #[test]
 fn a_spool_of_a_newer_deskbus_is_refused() {
     let (_dir, path) = spool_file(

@@ -180,6 +180,7 @@ fn a_read_stops_at_its_byte_bound_but_returns_at_least_one() {
     assert_eq!(ids(&read(8)), ["id-0", "id-1"]);
     assert_eq!(ids(&read(9)), ["id-0", "id-1", "id-2"]);
     assert_eq!(ids(&read(1)), ["id-0"], "one entry even over the bound");
+    assert_eq!(ids(&read(0)), ["id-0"], "even with no bytes allowed");
     assert_eq!(read(usize::MAX).len(), 6);
     // Entries in flight count for nothing.
     let in_flight: HashSet<i64> = read(8).iter().map(|e| e.seq).collect();
@@ -418,6 +419,46 @@ fn an_append_waits_for_another_writer() {
     append(&spool, vec![entry("k", "a")]);
     releaser.join().unwrap();
     assert_eq!(spool.stats().unwrap().streams["out"].depth, 1);
+}
+
+/// A command whose failure rolls back the whole transaction (a trigger's
+/// `RAISE(ROLLBACK)` here; SQLite may do the same on a full disk or an I/O
+/// error) fails its whole group: the others are refused too and nothing of
+/// them is stored, rather than one being committed on its own and answered
+/// with an error.
+#[test]
+fn a_failure_that_rolls_back_the_whole_transaction_refuses_its_whole_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    let other = rusqlite::Connection::open(dir.path().join("spool.db")).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER roll_back BEFORE INSERT ON links WHEN new.local_id = 'bad'
+             BEGIN SELECT RAISE(ROLLBACK, 'the whole transaction'); END;
+             BEGIN IMMEDIATE;",
+        )
+        .unwrap();
+    let link = |local_id: &'static str| {
+        let spool = spool.clone();
+        std::thread::spawn(move || rt().block_on(spool.put_link("ns", local_id, "1")))
+    };
+    // The writer takes this one and waits for the lock with it; the next
+    // two queue meanwhile, and are one group once the lock is free.
+    let first = link("first");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (bad, good) = (link("bad"), link("good"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    other.execute_batch("COMMIT;").unwrap();
+    first.join().unwrap().unwrap();
+    let bad = bad.join().unwrap();
+    let good = good.join().unwrap();
+    assert!(
+        bad.is_err_and(|e| e.to_string().contains("whole transaction")
+            || format!("{e:?}").contains("whole transaction"))
+    );
+    assert!(good.is_err(), "refused with its group");
+    assert_eq!(spool.link("ns", "good").unwrap(), None, "and not stored");
+    assert_eq!(spool.link("ns", "first").unwrap().as_deref(), Some("1"));
 }
 
 /// Invariant 5: the highest seq, delivered and gone, is not handed out

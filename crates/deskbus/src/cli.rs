@@ -285,6 +285,18 @@ fn open_with_config(
         Ok(config) => config,
         Err(code) => return Ok(Err(code)),
     };
+    // These commands read or change a spool deskbus made: they must not
+    // create an empty one (a relative `data_dir` from another working
+    // directory) and report it as having no dead letters.
+    let path = config.general.data_dir.join("spool.db");
+    if !path.exists() {
+        eprintln!(
+            "no spool at {}: deskbus has not run with this config's `data_dir` \
+             (relative paths are relative to the working directory)",
+            path.display()
+        );
+        return Ok(Err(ExitCode::FAILURE));
+    }
     let spool = runtime::open_spool(&config)?;
     Ok(Ok((config, spool)))
 }

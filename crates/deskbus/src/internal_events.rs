@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `source_received_events_total` | source | events a source parsed from its input |
 //! | `source_accepted_events_total` | source | events committed to the spool |
-//! | `source_rejected_events_total` | source, reason | events refused (bad input, auth, unmatched, spool) |
+//! | `source_rejected_events_total` | source, reason | events refused (`malformed`, `invalid_envelope`, `too_large`, `unauthorized`, `forbidden`, `timeout`, `busy`, `shutting_down`, `unmatched`, `spool`) |
 //! | `stream_delivered_events_total` | stream | deliveries confirmed by the stream |
 //! | `stream_retried_events_total` | stream | attempts that failed and will be retried |
 //! | `stream_dead_lettered_events_total` | stream | entries moved to dead letters |
@@ -16,11 +16,13 @@
 //! | `spool_depth` | stream | entries waiting in the spool |
 //! | `spool_oldest_age_seconds` | stream | age of the oldest waiting entry |
 //! | `use_case_dead_lettered_events_total` | use_case | events refused at routing (template) |
+//! | `use_case_order_key_fallbacks_total` | use_case | events whose `order_key` template failed, ordered by the default key |
 //! | `source_reconnects_total` | source | times a broker source lost its connection and connects again |
 //! | `source_skipped_redeliveries_total` | source | input a broker handed out again after it was committed, acknowledged without a second commit |
 //! | `source_buried_jobs_total` | source | Beanstalk jobs buried after too many attempts |
 //! | `osticket_tickets_created_total` | stream | tickets osTicket created (answered 201) |
 //! | `osticket_tickets_already_created_total` | stream | events not sent because their ticket number was already recorded |
+//! | `osticket_record_retries_total` | stream | tries to record a created ticket's number that failed and were made again |
 
 use metrics::{counter, gauge, histogram};
 
@@ -84,6 +86,29 @@ impl RoutedToDeadLetters<'_> {
             "event sent to dead letters at routing"
         );
         counter!("deskbus_use_case_dead_lettered_events_total", "use_case" => self.use_case.to_owned()).increment(1);
+    }
+}
+
+/// A use case's `order_key` template could not be rendered for an event
+/// (it names a missing field): the event is ordered by the default key
+/// instead, which the operator should hear about.
+pub struct OrderKeyFallback<'a> {
+    pub use_case: &'a str,
+    pub event_id: &'a str,
+    pub reason: &'a str,
+    pub fallback: &'a str,
+}
+
+impl OrderKeyFallback<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            use_case = self.use_case,
+            event_id = self.event_id,
+            reason = self.reason,
+            order_key = self.fallback,
+            "order_key template not rendered; default key used"
+        );
+        counter!("deskbus_use_case_order_key_fallbacks_total", "use_case" => self.use_case.to_owned()).increment(1);
     }
 }
 
@@ -189,6 +214,28 @@ impl ComponentFailed<'_> {
 }
 
 /// osTicket created a ticket for an event. Its number is not secret.
+/// Recording a created ticket's number failed, and will be tried again.
+pub struct TicketRecordRetried<'a> {
+    pub stream: &'a str,
+    pub local_id: &'a str,
+    pub attempt: u32,
+    pub error: &'a (dyn std::error::Error + 'static),
+}
+
+impl TicketRecordRetried<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            stream = self.stream,
+            local_id = self.local_id,
+            attempt = self.attempt,
+            error = %ErrorChain(self.error),
+            "ticket number not recorded; trying again"
+        );
+        counter!("deskbus_osticket_record_retries_total", "stream" => self.stream.to_owned())
+            .increment(1);
+    }
+}
+
 pub struct TicketCreated<'a> {
     pub stream: &'a str,
     pub use_case: &'a str,

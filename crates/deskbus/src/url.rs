@@ -38,9 +38,15 @@ pub(crate) fn redact_url(url: &str) -> String {
                 Some((user, _)) => format!("{user}:"),
                 None => String::new(),
             };
-            let head = format!("{}{user}[redacted]", &url[..range.start]);
-            let from = head.len();
-            (head + &url[range.end..], from)
+            let masked = format!(
+                "{}{user}[redacted]{}",
+                &url[..range.start],
+                &url[range.end..]
+            );
+            // From the userinfo's start: what was kept of it as a user name
+            // may be a path and a query (`h/x?token=a&cb=http://u@h2`); a
+            // real user name holds no `?`.
+            (masked, range.start)
         }
         None => (url.to_owned(), 0),
     };
@@ -67,23 +73,31 @@ fn redact_query(url: &str, from: usize) -> String {
     format!("{}{}{}", &url[..start], pairs.join("&"), &url[end..])
 }
 
-/// Whether a query parameter's name suggests a credential: `token`,
-/// `access_token`, `api_key`, `apikey`, `secret`, `password`, `sig`,
-/// `X-Amz-Signature`, `auth`, ... When in doubt this over-redacts.
+/// Whether a query parameter's name says it holds a credential: one of
+/// its words (split at `_`, `-` and `.`) is `token`, `key`, `apikey`,
+/// `secret`, `password`, `sig`, `signature`, ... (`access_token`,
+/// `X-Amz-Signature`, `api_key`), or the whole name is `auth`, `pass`
+/// or `code`. Whole words, so that `auth_mechanism` or `keyfile` stay.
 fn is_secret_name(name: &str) -> bool {
-    let name = String::from_utf8_lossy(&percent_decode(name.as_bytes())).to_ascii_lowercase();
-    [
+    const WORDS: &[&str] = &[
         "token",
         "key",
+        "apikey",
         "secret",
-        "pass",
+        "password",
+        "passwd",
         "pwd",
         "sig",
-        "auth",
+        "signature",
         "credential",
-    ]
-    .iter()
-    .any(|word| name.contains(word))
+        "credentials",
+    ];
+    const NAMES: &[&str] = &["auth", "authorization", "pass", "code"];
+    let name = String::from_utf8_lossy(&percent_decode(name.as_bytes())).to_ascii_lowercase();
+    NAMES.contains(&name.as_str())
+        || name
+            .split(['_', '-', '.'])
+            .any(|word| WORDS.contains(&word))
 }
 
 /// RFC 3986 percent-decoding; a `%` not followed by two hex digits is kept.
@@ -163,6 +177,22 @@ mod tests {
             "amqp://u:[redacted]@host/v?access%5Ftoken=[redacted]"
         );
         assert_eq!(redact_url("http://h/x?a=1&b"), "http://h/x?a=1&b");
+        // An `@` later in the query ends no userinfo that hides the query.
+        for (url, redacted) in [
+            (
+                "https://h/x?token=abc&cb=http://u@h2",
+                "https://h/x?token=[redacted]&cb=http:[redacted]@h2",
+            ),
+            (
+                "https://h/x?token=abc&t=10:00&mail=a@b",
+                "https://h/x?token=[redacted]&t=10:[redacted]@b",
+            ),
+        ] {
+            assert_eq!(redact_url(url), redacted);
+        }
+        // Whole words only.
+        let kept = "amqp://h/v?auth_mechanism=plain&keyfile=/k&monkey=1";
+        assert_eq!(redact_url(kept), kept);
     }
 
     #[test]

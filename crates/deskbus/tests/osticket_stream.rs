@@ -706,9 +706,11 @@ async fn a_ticket_number_the_spool_refused_for_a_moment_is_recorded_on_a_later_t
         s.fake.tickets().len() == 1
     })
     .await;
-    // The first try (at once) was refused; the next come after 250 ms,
-    // 750 ms and 1.75 s.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A try was refused (the next come 250 ms, 750 ms and 1.75 s after the
+    // first); then the spool takes links again.
+    wait_for(Duration::from_secs(20), "a refused try", || {
+        bus.metric("deskbus_osticket_record_retries_total", "helpdesk") >= 1.0
+    });
     spool.execute_batch("DROP TRIGGER refuse_links").unwrap();
     wait_for(Duration::from_secs(20), "the delivery", || {
         bus.metric("deskbus_stream_delivered_events_total", "helpdesk") == 1.0

@@ -418,41 +418,72 @@ async fn a_body_that_stops_arriving_gets_408() {
     assert!(bus.metric("deskbus_source_rejected_events_total", "reason=\"timeout\"") >= 1.0);
 }
 
-/// With `max_concurrent_requests = 1`, a request that comes while another
-/// is being read waits a second for its turn, then gets 503 with
-/// `Retry-After`; once the first is gone, requests are taken again.
+/// Bodies held at once are bounded by `max_buffered_bytes`, counted as
+/// they arrive: while one request has sent 1,500 of its 2,000 bytes and
+/// stalls, another of 1,000 bytes waits a second for room, then gets 503
+/// with `Retry-After`; a small one still fits beside it; once the stalled
+/// one is gone, the large one is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_over_the_concurrency_limit_get_503() {
+async fn bodies_past_the_buffer_budget_wait_then_get_503() {
     use std::io::Write;
-    let (dir, bus) = start_webhook_to_file("max_concurrent_requests = 1", "", "");
-    // The first request sends part of its body and holds its turn.
+    let extra = "max_body_bytes = 2048\nmax_buffered_bytes = 2048";
+    let (dir, bus) = start_webhook_to_file(extra, "", "");
     let mut stalled = std::net::TcpStream::connect(bus.web).unwrap();
     write!(
         stalled,
         "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: 100\r\n\r\n{{\"name\""
+         Content-Length: 2000\r\n\r\n{}",
+        " ".repeat(1500)
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let id = uuid7();
-    let post = || client().post(bus.url()).json(&event(&id, 1)).send();
-    let response = post().await.unwrap();
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let text = response.text().await.unwrap();
-    assert!(text.contains("1 requests are in progress"), "{text}");
+    // 1,000 bytes: the event, padded with spaces in its JSON.
+    let big = |id: &str| {
+        let mut body = event(id, 1).to_string();
+        body.push_str(&" ".repeat(1000 - body.len()));
+        body
+    };
+    let post = |body: String| {
+        client()
+            .post(bus.url())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // The stalled body's bytes are held once the server has read them:
+    // until then a large request may still fit, and is taken.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let response = post(big(&uuid7())).await.unwrap();
+        if response.status() == 503 {
+            break response;
+        }
+        assert_eq!(response.status(), 202);
+        assert!(std::time::Instant::now() < deadline, "never refused");
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("max_buffered_bytes (2048)"), "{text}");
+    let small = uuid7();
+    let response = post(event(&small, 2).to_string()).await.unwrap();
+    assert_eq!(
+        response.status(),
+        202,
+        "a small body fits beside the stalled one"
+    );
     drop(stalled);
+    let id = uuid7();
     let mut status = 503;
     for _ in 0..50 {
-        status = post().await.unwrap().status().as_u16();
+        status = post(big(&id)).await.unwrap().status().as_u16();
         if status != 503 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(status, 202, "the turn never came back");
-    wait_for(Duration::from_secs(20), "the event", || {
-        delivered_ids(&dir.path().join("out/tickets.ndjson")).contains(&id)
+    assert_eq!(status, 202, "room never came back");
+    wait_for(Duration::from_secs(20), "the events", || {
+        let delivered = delivered_ids(&dir.path().join("out/tickets.ndjson"));
+        delivered.contains(&id) && delivered.contains(&small)
     });
     assert!(bus.metric("deskbus_source_rejected_events_total", "reason=\"busy\"") >= 1.0);
 }

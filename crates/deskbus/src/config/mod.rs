@@ -149,8 +149,11 @@ pub struct UseCaseConfig {
     /// An event whose template names a missing field goes to dead letters.
     /// Required, except with an `osticket` stream, which has no queues.
     pub queue: Template,
-    /// Events with the same key are delivered in order. Default: the data's
-    /// `ticket_id` when present; otherwise the event is unordered.
+    /// Events with the same key are delivered in order; a template such as
+    /// `"{department_id}"`. Default: the data's `ticket_id` when present;
+    /// otherwise the event is unordered. An event the template cannot be
+    /// rendered for (a missing field) gets the default key, with a warning
+    /// and `deskbus_use_case_order_key_fallbacks_total`.
     pub order_key: Option<Template>,
     /// How events become bytes: `fields`, `rename`, `set`, `script` or
     /// `script_file`, `serializer`, `record`, `partition_key`; see "shaping keys".

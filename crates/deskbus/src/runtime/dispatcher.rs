@@ -100,6 +100,8 @@ struct Reads {
     caught_up: bool,
     /// Something changed since the read under way started.
     changed: bool,
+    /// The last read failed: none starts before this.
+    retry_at: Option<std::time::Instant>,
     /// A read came back, and none started since: what it found is all
     /// that was ready, so a batch short of `batch_size` goes now rather
     /// than wait for another read (which waits until it has gone).
@@ -109,7 +111,23 @@ struct Reads {
 impl Reads {
     /// No read is under way and one may find something.
     fn is_due(&self) -> bool {
-        self.under_way.is_none() && !self.caught_up
+        self.under_way.is_none()
+            && !self.caught_up
+            && self
+                .retry_at
+                .is_none_or(|at| std::time::Instant::now() >= at)
+    }
+
+    /// The read that ended failed: the next starts `after` from now.
+    fn failed(&mut self, after: Duration) {
+        self.caught_up = false;
+        self.retry_at = Some(std::time::Instant::now() + after);
+    }
+
+    /// How long until a read may start again, after a failed one.
+    fn failed_for(&self) -> Option<Duration> {
+        self.retry_at
+            .map(|at| at.saturating_duration_since(std::time::Instant::now()))
     }
 
     fn is_under_way(&self) -> bool {
@@ -154,6 +172,7 @@ impl Reads {
     /// The read that ended was caught up (see `caught_up`) if `short`.
     fn found(&mut self, short: bool) {
         self.caught_up = short && !self.changed;
+        self.retry_at = None;
     }
 }
 
@@ -199,10 +218,6 @@ impl Dispatcher {
         // outcome is on disk, while the next batches are already delivered.
         let mut recorder = Recorder::new(self.spool.clone(), self.stream_id.clone());
         let mut scan = ScanFrom::new();
-        // The last read failed: the loop then sleeps `IDLE_POLL` before it
-        // reads again, even with entries due (a spool that cannot be read
-        // is not to be asked a thousand times a second).
-        let mut read_failed = false;
         let delivered = DeliveriesSucceeded::register(&self.stream_id);
         loop {
             let mut idle_for = IDLE_POLL;
@@ -218,7 +233,7 @@ impl Dispatcher {
                         if needed || early {
                             let held: usize = read_ahead.iter().map(|e| e.payload.len()).sum();
                             if needed || held < READ_AHEAD_BYTES {
-                                let max_bytes = READ_AHEAD_BYTES.saturating_sub(held).max(1);
+                                let max_bytes = READ_AHEAD_BYTES.saturating_sub(held);
                                 let from = scan.next_from();
                                 reads.start(self.read(from, max_bytes, in_flight.clone()));
                             }
@@ -267,9 +282,11 @@ impl Dispatcher {
                             && !recorder.is_committing()
                             && recorder.waiting() == 0
                             && !reads.is_under_way()
-                            && !read_failed
                         {
-                            idle_for = self.until_next_due().await;
+                            idle_for = match reads.failed_for() {
+                                Some(wait) => wait.max(Duration::from_millis(1)),
+                                None => self.until_next_due().await,
+                            };
                         }
                         break;
                     }
@@ -293,7 +310,6 @@ impl Dispatcher {
                 read = reads.finished() => {
                     match read {
                         Ok((from, entries)) => {
-                            read_failed = false;
                             let limit = self.read_ahead_limit();
                             scan.saw(from, &entries, limit);
                             reads.found(from == 0 && entries.len() < limit);
@@ -301,11 +317,10 @@ impl Dispatcher {
                             read_ahead.extend(entries);
                         }
                         Err(error) => {
-                            // Not again before something changes (at most
-                            // `IDLE_POLL` from now): a failing spool is not
-                            // to be hammered.
-                            reads.found(true);
-                            read_failed = true;
+                            // Not again for `IDLE_POLL`, whatever changes
+                            // meanwhile: a spool that cannot be read is not
+                            // to be asked at every append.
+                            reads.failed(IDLE_POLL);
                             ComponentFailed {
                                 component: &self.stream_id,
                                 error: &*error,
@@ -323,8 +338,9 @@ impl Dispatcher {
                         // `max_age`) and dead letters like any other. Not
                         // retried before `max_backoff`: a panic is a bug, and
                         // hammering it helps nobody.
+                        // Reported per entry, with the panic's message, by
+                        // the retry or dead letter it leads to.
                         let error = format!("delivery panicked: {}", panic_message(&*panic));
-                        tracing::error!(stream = %self.stream_id, %error, "delivery failed");
                         let failed = DeliveryError::Retryable {
                             reason: error,
                             retry_after: Some(self.settings.retry.max_backoff),
@@ -653,6 +669,30 @@ mod tests {
         );
     }
 
+    /// A read that failed is not made again before its delay, whatever
+    /// changes meanwhile (appends wake the dispatcher at their own rate).
+    #[tokio::test]
+    async fn a_failed_read_waits_its_delay_whatever_changes() {
+        let failing = || tokio::task::spawn_blocking(|| Err("disk I/O error".into()));
+        let mut reads = Reads::default();
+        reads.start(failing());
+        assert!(reads.finished().await.is_err());
+        reads.failed(Duration::from_millis(100));
+        reads.changed();
+        assert!(!reads.is_due(), "changes do not hurry it");
+        assert!(
+            reads
+                .failed_for()
+                .is_some_and(|d| d <= Duration::from_millis(100))
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(reads.is_due(), "due once the delay is over");
+        reads.start(tokio::task::spawn_blocking(|| Ok((0, Vec::new()))));
+        reads.finished().await.unwrap();
+        reads.found(true);
+        assert_eq!(reads.failed_for(), None, "a read that worked clears it");
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let policy = RetryPolicy {
@@ -763,34 +803,34 @@ mod tests {
         assert_eq!(*stream.0.lock().unwrap(), [Some("stream-out".to_owned())]);
     }
 
-    /// Panics at its first delivery, then takes everything.
-    struct PanicsOnce(std::sync::atomic::AtomicUsize);
+    /// Panics at its first `times` deliveries (with "poison"), then takes
+    /// everything; counts its deliveries.
+    struct PanicsFirst {
+        times: usize,
+        deliveries: std::sync::atomic::AtomicUsize,
+    }
 
-    impl Stream for PanicsOnce {
+    impl PanicsFirst {
+        fn times(times: usize) -> PanicsFirst {
+            PanicsFirst {
+                times,
+                deliveries: Default::default(),
+            }
+        }
+    }
+
+    impl Stream for PanicsFirst {
         fn deliver<'a>(
             &'a self,
             batch: &'a [Delivery<'a>],
         ) -> crate::streams::BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
-            if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                panic!("boom");
+            let n = self
+                .deliveries
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < self.times {
+                panic!("poison");
             }
             Box::pin(async move { vec![Ok(()); batch.len()] })
-        }
-
-        fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Ok(()) })
-        }
-    }
-
-    /// Panics at every delivery.
-    struct AlwaysPanics;
-
-    impl Stream for AlwaysPanics {
-        fn deliver<'a>(
-            &'a self,
-            _batch: &'a [Delivery<'a>],
-        ) -> crate::streams::BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
-            panic!("poison");
         }
 
         fn healthcheck(&self) -> crate::streams::BoxFuture<'_, Result<(), String>> {
@@ -811,7 +851,8 @@ mod tests {
             max_backoff: Duration::from_millis(20),
             ..RetryPolicy::default()
         };
-        let dispatcher = one_at_a_time(Arc::new(AlwaysPanics), spool.clone(), retry);
+        let stream = Arc::new(PanicsFirst::times(usize::MAX));
+        let dispatcher = one_at_a_time(stream, spool.clone(), retry);
         let (trigger, shutdown) = Shutdown::new();
         let running = tokio::spawn(dispatcher.run(shutdown));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -844,7 +885,7 @@ mod tests {
     async fn a_panicking_delivery_is_retried_and_the_dispatcher_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
-        let stream = Arc::new(PanicsOnce(std::sync::atomic::AtomicUsize::new(0)));
+        let stream = Arc::new(PanicsFirst::times(1));
         let retry = RetryPolicy {
             max_backoff: Duration::from_millis(50),
             ..RetryPolicy::default()
@@ -860,7 +901,10 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(stream.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(
+            stream.deliveries.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
         trigger.send(true).unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(10), running)
             .await

@@ -17,7 +17,9 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::config::{Config, UseCaseConfig};
-use crate::internal_events::{EventsAccepted, EventsRejected, RoutedToDeadLetters};
+use crate::internal_events::{
+    EventsAccepted, EventsRejected, OrderKeyFallback, RoutedToDeadLetters,
+};
 
 /// What to do with an event that no enabled use case takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +180,16 @@ impl Ingest {
                         payload.insert(p).clone()
                     }
                 };
-                let order_key = order_key(route.config.order_key.as_ref(), event);
+                let (order_key, not_rendered) = order_key(route.config.order_key.as_ref(), event);
+                if let Some(reason) = not_rendered {
+                    OrderKeyFallback {
+                        use_case: &route.name,
+                        event_id: &event.id.to_string(),
+                        reason: &reason,
+                        fallback: &order_key,
+                    }
+                    .emit();
+                }
                 let entry = |queue: &str| NewEntry {
                     stream: route.config.stream.clone(),
                     use_case: route.name.clone(),
@@ -245,11 +256,20 @@ impl Ingest {
     }
 }
 
-/// Events of one ticket are delivered in order; others are independent.
-fn order_key(template: Option<&Template>, event: &Event) -> String {
-    if let Some(key) = template.and_then(|t| t.render(event).ok()) {
-        return key;
+/// `event`'s order key in a use case with `template`: what the template
+/// renders, else the default; and why the template could not be rendered,
+/// if it could not.
+fn order_key(template: Option<&Template>, event: &Event) -> (String, Option<String>) {
+    match template.map(|t| t.render(event)) {
+        Some(Ok(key)) => (key, None),
+        Some(Err(error)) => (default_order_key(event), Some(error.to_string())),
+        None => (default_order_key(event), None),
     }
+}
+
+/// The order key without a template: events of one ticket are delivered
+/// in order; others are independent.
+fn default_order_key(event: &Event) -> String {
     match event.field("ticket_id") {
         Some(Value::String(id)) => format!("ticket:{id}"),
         Some(Value::Number(id)) => format!("ticket:{id}"),
@@ -265,12 +285,14 @@ mod tests {
     #[test]
     fn order_key_prefers_template_then_ticket_id() {
         let e = Event::new("s", "n", "o", json!({"ticket_id": 7, "dept": "x"}));
-        assert_eq!(order_key(None, &e), "ticket:7");
-        assert_eq!(
-            order_key(Some(&Template::parse("{dept}").unwrap()), &e),
-            "x"
-        );
+        let dept = Template::parse("{dept}").unwrap();
+        assert_eq!(order_key(None, &e), ("ticket:7".to_owned(), None));
+        assert_eq!(order_key(Some(&dept), &e), ("x".to_owned(), None));
+        let e = Event::new("s", "n", "o", json!({"ticket_id": 8}));
+        let (key, not_rendered) = order_key(Some(&dept), &e);
+        assert_eq!(key, "ticket:8", "the default, when the template fails");
+        assert!(not_rendered.is_some_and(|why| why.contains("dept")));
         let e = Event::new("s", "n", "o", json!({}));
-        assert_eq!(order_key(None, &e), format!("event:{}", e.id));
+        assert_eq!(order_key(None, &e), (format!("event:{}", e.id), None));
     }
 }

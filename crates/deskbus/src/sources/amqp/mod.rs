@@ -425,14 +425,26 @@ impl AmqpSource {
 /// `message_id` (deskbus's amqp stream sets the event id), with the routing
 /// key, under which one event may be published to several queues.
 ///
-/// None without a `message_id`. The body is no identity: two identical
-/// messages are two inputs, and taking a redelivered one for an earlier
-/// twin that was committed *and acknowledged* would lose it. Such a
-/// message is committed again when redelivered (at least once).
+/// None without a `message_id`. The body alone is no identity: two
+/// identical messages are two inputs, and taking a redelivered one for an
+/// earlier twin that was committed *and acknowledged* would lose it. Such
+/// a message is committed again when redelivered (at least once).
+///
+/// The body is part of it, with the id: a producer may reuse an id for
+/// another message (a counter reset at its restart; deskbus's own stream
+/// publishes one event for two use cases, shaped two ways, under one id),
+/// and a redelivered message must not be skipped for a different one.
+/// (Fingerprints kept by a deskbus before this rule match nothing: their
+/// messages are committed again if redelivered.)
 fn delivery_fingerprint(delivery: &Delivery) -> Option<Fingerprint> {
     let id = delivery.properties.message_id().as_ref()?;
     let key = delivery.routing_key.as_str().as_bytes();
-    Some(fingerprint(&[b"message_id", key, id.as_str().as_bytes()]))
+    Some(fingerprint(&[
+        b"message_id",
+        key,
+        id.as_str().as_bytes(),
+        &delivery.data,
+    ]))
 }
 
 /// A message id as an event id: the id itself when it is a UUID (deskbus's

@@ -198,18 +198,19 @@ pub(crate) async fn run(config: DemoConfig, ctx: SourceContext) {
         .emit();
         // Demo events no use case wants are dropped (and counted), not refused:
         // there is nobody to refuse them to.
-        if let Err(error) = ctx
+        // Events the spool refused do not count: `count` is what was queued.
+        match ctx
             .ingest
             .submit(&ctx.id, &events, None, Unmatched::Drop)
             .await
         {
-            ComponentFailed {
+            Ok(()) => produced += n,
+            Err(error) => ComponentFailed {
                 component: &ctx.id,
                 error: &error,
             }
-            .emit();
+            .emit(),
         }
-        produced += n;
         if config.count > 0 && produced >= config.count {
             tracing::info!(source = %ctx.id, produced, "demo source finished its count");
             shutdown.wait().await;

@@ -26,11 +26,13 @@ pub struct WebhookConfig {
     pub max_body_bytes: usize,
     /// Most events in one request. 1 to 1000000. Default 10000.
     pub max_events: usize,
-    /// Most requests read and committed at once, 1 to 65536. One more waits
-    /// up to 1 s for a turn, then gets 503 with `Retry-After: 1`. With
-    /// `max_body_bytes` it bounds the memory bodies can take (by default
-    /// 64 × 10 MiB). Default 64.
-    pub max_concurrent_requests: usize,
+    /// Most bytes of request bodies held at once, across requests (read,
+    /// or waiting for their commit), from `max_body_bytes` to 4294967295
+    /// (4 GiB). A request whose body would go past it waits up to 1 s for
+    /// room, then gets 503 with `Retry-After: 1`. Counted as bodies arrive,
+    /// so clients that send slowly hold only what they sent.
+    /// Default 268435456 (256 MiB), or `max_body_bytes` if larger.
+    pub max_buffered_bytes: usize,
     /// What to do with an event no enabled use case takes: `"reject"` (default,
     /// 422) or `"drop"` (accept and count it as rejected).
     pub unmatched: Unmatched,
@@ -90,9 +92,21 @@ impl WebhookConfig {
             .integer("max_body_bytes", 1..=256 << 20)
             .unwrap_or(10 << 20) as usize;
         let max_events = t.integer("max_events", 1..=1_000_000).unwrap_or(10_000) as usize;
-        let max_concurrent_requests = t
-            .integer("max_concurrent_requests", 1..=65_536)
-            .unwrap_or(64) as usize;
+        let max_buffered_bytes = match t.integer("max_buffered_bytes", 1..=u32::MAX as i64) {
+            Some(n) if (n as usize) < max_body_bytes => {
+                t.ctx.error(
+                    t.key_span("max_buffered_bytes"),
+                    format!(
+                        "`{}` ({n}) must be at least `max_body_bytes` ({max_body_bytes}): \
+                         a body that large could never be taken",
+                        t.path("max_buffered_bytes")
+                    ),
+                );
+                max_body_bytes
+            }
+            Some(n) => n as usize,
+            None => max_body_bytes.max(256 << 20),
+        };
         let unmatched = t
             .parsed("unmatched", |s| match s {
                 "reject" => Ok(Unmatched::Reject),
@@ -125,7 +139,7 @@ impl WebhookConfig {
             path,
             max_body_bytes,
             max_events,
-            max_concurrent_requests,
+            max_buffered_bytes,
             unmatched,
             auth,
         })

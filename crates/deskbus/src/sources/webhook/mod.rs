@@ -29,9 +29,9 @@ struct WebhookState {
     config: WebhookConfig,
     ingest: Ingest,
     shutdown: Shutdown,
-    /// One permit per request being read or committed: bodies in memory
-    /// are bounded by `max_concurrent_requests × max_body_bytes`.
-    turns: tokio::sync::Semaphore,
+    /// One permit per byte of body held (read, or waiting for its commit):
+    /// `max_buffered_bytes` in all.
+    buffer: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(), SourceError> {
@@ -43,7 +43,7 @@ pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(),
         })?;
     let path = config.path.clone();
     let state = Arc::new(WebhookState {
-        turns: tokio::sync::Semaphore::new(config.max_concurrent_requests),
+        buffer: Arc::new(tokio::sync::Semaphore::new(config.max_buffered_bytes)),
         id: ctx.id.clone(),
         origin_uuid: ctx.origin_uuid,
         config,
@@ -68,9 +68,50 @@ pub(crate) async fn run(config: WebhookConfig, ctx: SourceContext) -> Result<(),
 /// trickles one must not hold a connection and its buffer for ever.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How long a request over `max_concurrent_requests` waits for a turn
-/// before it is refused: a burst is smoothed, an overload is told so.
-const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a body waits for room in `max_buffered_bytes` before its
+/// request is refused: a burst is smoothed, an overload is told so.
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why a request's body was not taken.
+enum BodyRefused {
+    TooLarge,
+    /// No room in `max_buffered_bytes` within [`ROOM_WAIT`].
+    Busy,
+    /// The connection failed mid-body.
+    Unread(axum::Error),
+}
+
+/// Reads a request's body, up to `max_body_bytes`, taking room for each
+/// chunk in the source's buffer budget as it arrives (into `held`, which
+/// the caller keeps until it answers): a client that sends slowly holds
+/// only what it sent, so slow clients cannot lock the others out.
+async fn read_body(
+    state: &WebhookState,
+    body: Body,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Bytes, BodyRefused> {
+    use futures_util::StreamExt;
+    let limit = state.config.max_body_bytes;
+    let mut chunks = body.into_data_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(BodyRefused::Unread)?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyRefused::TooLarge);
+        }
+        // At most `max_body_bytes` (≤ 256 MiB) in all: fits a u32.
+        let room = state.buffer.clone().acquire_many_owned(chunk.len() as u32);
+        let Ok(Ok(room)) = tokio::time::timeout(ROOM_WAIT, room).await else {
+            return Err(BodyRefused::Busy);
+        };
+        match held {
+            Some(held) => held.merge(room),
+            None => *held = Some(room),
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
 
 fn reply(status: StatusCode, body: Value) -> Response {
     (
@@ -140,38 +181,60 @@ async fn handle(
     if let Some(refusal) = refuse_credentials(&state, &headers, None) {
         return refusal;
     }
-    let Ok(Ok(_turn)) = tokio::time::timeout(TURN_WAIT, state.turns.acquire()).await else {
-        let mut busy = refuse(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            format!(
-                "{} requests are in progress, the most this source takes at once; retry later",
-                state.config.max_concurrent_requests
-            ),
-        );
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return busy;
-    };
     let limit = state.config.max_body_bytes;
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
-    let Ok(read) = read else {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
         return refuse(
             &state,
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is larger than {limit} bytes"),
         );
-    };
+    }
+    // Held until the answer: the body stays in memory until its commit.
+    let mut held = None;
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(&state, body, &mut held)).await;
     let body: Bytes = match read {
-        Ok(bytes) => bytes,
-        Err(_) => {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyRefused::TooLarge)) => {
             return refuse(
                 &state,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!("request body is larger than {limit} bytes (or could not be read)"),
+                format!("request body is larger than {limit} bytes"),
+            );
+        }
+        Ok(Err(BodyRefused::Unread(error))) => {
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the request body could not be read: {error}"),
+            );
+        }
+        Ok(Err(BodyRefused::Busy)) => {
+            let mut busy = refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "the bodies of requests in progress fill max_buffered_bytes ({}); retry later",
+                    state.config.max_buffered_bytes
+                ),
+            );
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return busy;
+        }
+        Err(_) => {
+            return refuse(
+                &state,
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
             );
         }
     };

@@ -13,7 +13,9 @@ use deskbus_spool::Spool;
 
 use super::http_client::one_by_one;
 use super::{BoxFuture, Delivery, DeliveryError, Stream, StreamContext};
-use crate::internal_events::{ComponentFailed, TicketAlreadyCreated, TicketCreated};
+use crate::internal_events::{
+    ComponentFailed, TicketAlreadyCreated, TicketCreated, TicketRecordRetried,
+};
 
 pub(crate) struct OsticketStream {
     id: String,
@@ -119,6 +121,13 @@ impl OsticketStream {
                 .emit();
                 return false;
             }
+            TicketRecordRetried {
+                stream: &self.id,
+                local_id,
+                attempt,
+                error: &error,
+            }
+            .emit();
             tokio::time::sleep(wait).await;
             wait *= 2;
             attempt += 1;
