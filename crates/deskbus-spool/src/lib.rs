@@ -399,10 +399,28 @@ impl Spool {
                 return Err(SpoolError::NotReplayable(id));
             }
         }
-        let (tx, rx) = oneshot::channel();
+        // In chunks (see `RETRY_CHUNK`), up to the newest dead letter now:
+        // what dies again meanwhile waits for the next retry.
+        let up_to: i64 = lock(&self.inner.reader).query_row(
+            "SELECT COALESCE(MAX(id), 0) FROM dead_letters",
+            [],
+            |row| row.get(0),
+        )?;
         let one = single(&which);
-        self.send(Command::RetryDead { which, reply: tx })?;
-        found(one, rx.await.map_err(|_| SpoolError::Closed)??)
+        let mut moved = 0;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.send(Command::RetryDead {
+                which: which.clone(),
+                up_to,
+                reply: tx,
+            })?;
+            let chunk = rx.await.map_err(|_| SpoolError::Closed)??;
+            moved += chunk;
+            if chunk < writer::RETRY_CHUNK as u64 {
+                return found(one, moved);
+            }
+        }
     }
 
     /// Deletes dead letters. Returns how many were dropped.

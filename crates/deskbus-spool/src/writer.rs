@@ -22,8 +22,11 @@ pub(crate) enum Command {
         outcomes: Vec<(i64, Outcome)>,
         reply: Reply,
     },
+    /// Up to [`RETRY_CHUNK`] of the selected dead letters with ids up to
+    /// `up_to`, oldest first.
     RetryDead {
         which: DeadLetterSelector,
+        up_to: i64,
         reply: oneshot::Sender<Result<u64, SpoolError>>,
     },
     DropDead {
@@ -225,7 +228,7 @@ fn apply_one(
     match command {
         Command::Append { batch, .. } => append(c, batch, now, woken).map(|()| 0),
         Command::Complete { outcomes, .. } => complete(c, outcomes, now, woken).map(|()| 0),
-        Command::RetryDead { which, .. } => retry_dead(c, which, now, woken),
+        Command::RetryDead { which, up_to, .. } => retry_dead(c, which, *up_to, now, woken),
         Command::DropDead { which, .. } => {
             let (clause, arg) = selector(which);
             Ok(c.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])? as u64)
@@ -546,26 +549,36 @@ fn selector(which: &DeadLetterSelector) -> (&'static str, rusqlite::types::Value
     }
 }
 
+/// Dead letters moved back per transaction: a large `dlq retry` must not
+/// hold the write lock for longer than a running deskbus waits for it
+/// (`busy_timeout`), which would refuse its appends meanwhile.
+pub(crate) const RETRY_CHUNK: usize = 1000;
+
+/// Moves the oldest [`RETRY_CHUNK`] of the dead letters `which` selects
+/// with ids up to `up_to` back to the spool (each moved one is deleted, so
+/// the next call moves the next ones); how many.
 fn retry_dead(
     tx: &Connection,
     which: &DeadLetterSelector,
+    up_to: i64,
     now: i64,
     woken: &mut BTreeSet<String>,
 ) -> rusqlite::Result<u64> {
     let (clause, arg) = selector(which);
     // A source's dead letter (no stream) is raw input that never became an
     // event: there is nothing to replay it into, so it stays until dropped.
-    let clause = format!("({clause}) AND stream <> ''");
+    let clause = format!("({clause}) AND stream <> '' AND id <= ?2");
+    let mut last = 0;
     // A retried dead letter joins the back of its key's queue; if the same
     // event is still pending (it was re-sent meanwhile), the pending copy wins.
     let mut seqs = SeqAllocator::default();
     {
         let mut insert = tx.prepare_cached(INSERT_ENTRY)?;
         let mut read = tx.prepare(&format!(
-            "SELECT stream, use_case, queue, order_key, event_id, payload
-             FROM dead_letters WHERE {clause} ORDER BY id"
+            "SELECT stream, use_case, queue, order_key, event_id, payload, id
+             FROM dead_letters WHERE {clause} ORDER BY id LIMIT {RETRY_CHUNK}"
         ))?;
-        let mut rows = read.query([&arg])?;
+        let mut rows = read.query(params![arg, up_to])?;
         while let Some(row) = rows.next()? {
             let entry = NewEntry {
                 stream: row.get(0)?,
@@ -575,12 +588,16 @@ fn retry_dead(
                 event_id: row.get(4)?,
                 payload: row.get(5)?,
             };
+            last = row.get(6)?;
             let seq = seqs.next(tx, &entry.stream)?;
             insert_entry(&mut insert, seq, &entry, now)?;
             woken.insert(entry.stream);
         }
     }
     seqs.store(tx)?;
-    let moved = tx.execute(&format!("DELETE FROM dead_letters WHERE {clause}"), [arg])?;
+    let moved = tx.execute(
+        &format!("DELETE FROM dead_letters WHERE {clause}"),
+        params![arg, last],
+    )?;
     Ok(moved as u64)
 }

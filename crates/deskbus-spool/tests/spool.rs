@@ -220,6 +220,52 @@ fn a_retry_blocks_its_key_until_due_and_counts_attempts() {
     assert_eq!(spool.stats().unwrap().streams["out"].retrying, 1);
 }
 
+/// A large retry moves its dead letters in transactions of 1,000, so that
+/// a running deskbus is not locked out of the spool meanwhile; all of them
+/// are moved, in order.
+#[test]
+fn dead_letters_are_retried_in_chunks_all_of_them_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&dir);
+    let dead_letters = (0..2500)
+        .map(|i| NewDeadLetter {
+            entry: entry(&format!("k{i}"), &format!("e{i}")),
+            reason: "down".into(),
+        })
+        .collect();
+    rt().block_on(spool.append(AppendBatch {
+        dead_letters,
+        ..Default::default()
+    }))
+    .unwrap();
+    let commits = spool
+        .writer_stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let moved = rt()
+        .block_on(spool.retry_dead_letters(DeadLetterSelector::All))
+        .unwrap();
+    assert_eq!(moved, 2500);
+    let commits = spool
+        .writer_stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - commits;
+    assert_eq!(commits, 3, "three transactions of at most 1,000");
+    let stats = spool.stats().unwrap();
+    assert_eq!(
+        (
+            stats.streams["out"].depth,
+            stats.streams["out"].dead_letters
+        ),
+        (2500, 0)
+    );
+    let first = spool
+        .fetch_ready("out", now_ms(), 3, &HashSet::new())
+        .unwrap();
+    assert_eq!(ids(&first), ["e0", "e1", "e2"]);
+}
+
 #[test]
 fn dead_letters_free_the_key_and_can_be_retried_with_the_same_id() {
     let dir = tempfile::tempdir().unwrap();

@@ -370,11 +370,38 @@ fn dlq(command: DlqCommand) -> Result<ExitCode, CliError> {
             )?;
         }
         DlqCommand::Retry { target, which } => {
-            let spool = match open_spool(&target.config)? {
-                Ok(s) => s,
+            let (config, spool) = match open_with_config(&target.config)? {
+                Ok(opened) => opened,
                 Err(code) => return Ok(code),
             };
-            let moved = tokio_runtime()?.block_on(spool.retry_dead_letters(selector(which)))?;
+            let which = selector(which);
+            // Retried into a stream the config no longer has, an entry
+            // would wait where no dispatcher serves (and no metric shows).
+            let streams: Vec<String> = match &which {
+                DeadLetterSelector::One(id) => vec![spool.dead_letter(*id)?.stream],
+                DeadLetterSelector::Stream(stream) => vec![stream.clone()],
+                DeadLetterSelector::All => spool
+                    .stats()?
+                    .streams
+                    .into_iter()
+                    .filter(|(_, s)| s.dead_letters > 0)
+                    .map(|(name, _)| name)
+                    .collect(),
+            };
+            let missing: Vec<String> = streams
+                .into_iter()
+                .filter(|s| !s.is_empty() && !config.streams.contains_key(s))
+                .map(|s| format!("`{s}`"))
+                .collect();
+            if !missing.is_empty() {
+                eprintln!(
+                    "nothing retried: dead letters of {} would wait for a stream that is not in \
+                     the config; add it back, or drop them (`deskbus dlq drop --stream NAME`)",
+                    missing.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let moved = tokio_runtime()?.block_on(spool.retry_dead_letters(which))?;
             writeln!(
                 out,
                 "{moved} dead letter{} moved back to the spool",

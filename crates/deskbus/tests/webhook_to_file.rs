@@ -631,10 +631,48 @@ queue = "dept-{department}"
         stderr.contains(&format!("no dead letter with id {missing_dl}")),
         "{stderr}"
     );
+    // A dead letter of a stream the config no longer has is not retried
+    // into a queue nobody serves: `retry` says so and moves nothing.
+    let spool = deskbus_spool::Spool::open(deskbus_spool::SpoolOptions::new(
+        dir.path().join("data/spool.db"),
+    ))
+    .unwrap();
+    let planted = deskbus_spool::NewDeadLetter {
+        entry: deskbus_spool::NewEntry::new("gone", "t", "q", "k", &uuid7(), b"{}".to_vec()),
+        reason: "planted".into(),
+    };
+    spool
+        .append(deskbus_spool::AppendBatch {
+            dead_letters: vec![planted],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    spool.close();
+    let (code, _, stderr) = bus.cli(&["dlq", "retry", "--all"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`gone`"), "{stderr}");
     let (code, said, _) = bus.cli(&["dlq", "drop", "--all"]);
-    assert_eq!((code, said.trim()), (0, "1 dead letter dropped"));
+    assert_eq!((code, said.trim()), (0, "2 dead letters dropped"));
     let (_, stats, _) = bus.cli(&["spool", "stats"]);
     assert!(stats.contains("out"), "{stats}");
+    // The DLQ commands never create a spool: run with a `data_dir` that
+    // has none, they say where they looked and fail.
+    let elsewhere = dir.path().join("elsewhere.toml");
+    let text = std::fs::read_to_string(&bus.config).unwrap();
+    std::fs::write(&elsewhere, text.replace("/data\"", "/nowhere\"")).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["dlq", "list", "--config"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no spool at") && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("nowhere").exists(), "nothing created");
 }
 
 /// SIGTERM stops deskbus cleanly and quickly.

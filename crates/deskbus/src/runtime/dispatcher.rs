@@ -184,7 +184,9 @@ pub(super) struct Dispatcher {
     pub settings: StreamSettings,
     pub stream: Arc<dyn Stream>,
     pub spool: Spool,
-    /// Per use case; a use case missing here sends its payload unchanged.
+    /// Every use case of the config, with its format. An entry whose use
+    /// case is missing here (removed or renamed since it was queued) goes
+    /// to dead letters: nothing says any more how it is to be shaped.
     pub formats: Arc<HashMap<String, Arc<UseCaseFormat>>>,
 }
 
@@ -532,7 +534,15 @@ async fn deliver(
     let mut deliveries = Vec::with_capacity(entries.len());
     let mut positions = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
-        let format = formats.get(&entry.use_case).map(|f| &**f);
+        let Some(format) = formats.get(&entry.use_case).map(|f| &**f) else {
+            results[i] = Err(DeliveryError::permanent(format!(
+                "use case `{}` is no longer in the config (removed or renamed): \
+                 nothing says how to shape its entries",
+                entry.use_case
+            )));
+            continue;
+        };
+        let format = Some(format);
         match shape(format, entry).and_then(|payload| Ok((queue_of(format, entry)?, payload))) {
             Ok((queue, payload)) => {
                 deliveries.push(Delivery {
@@ -731,7 +741,10 @@ mod tests {
             },
             stream,
             spool,
-            formats: Arc::new(HashMap::new()),
+            formats: Arc::new(HashMap::from([(
+                "u".to_owned(),
+                Arc::new(UseCaseFormat::default()),
+            )])),
         }
     }
 
@@ -801,6 +814,42 @@ mod tests {
             "the spool's error is passed on, naming the stream: {ended:?}"
         );
         assert_eq!(*stream.0.lock().unwrap(), [Some("stream-out".to_owned())]);
+    }
+
+    /// An entry whose use case left the config while it waited (removed or
+    /// renamed) goes to dead letters saying so, rather than to its stream
+    /// unshaped.
+    #[tokio::test]
+    async fn an_entry_whose_use_case_left_the_config_goes_to_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
+        let stream = Arc::new(TakesAll::default());
+        let mut dispatcher = one_at_a_time(stream.clone(), spool.clone(), RetryPolicy::default());
+        dispatcher.formats = Arc::new(HashMap::new());
+        let (trigger, shutdown) = Shutdown::new();
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while spool.stats().unwrap().streams["out"].dead_letters == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never dead-lettered"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let dead = spool.dead_letters(Some("out"), 10).unwrap();
+        assert!(
+            dead[0]
+                .reason
+                .contains("use case `u` is no longer in the config"),
+            "{}",
+            dead[0].reason
+        );
+        assert!(stream.0.lock().unwrap().is_empty(), "nothing was sent");
+        trigger.send(true).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the dispatcher stops at shutdown");
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
     }
 
     /// Panics at its first `times` deliveries (with "poison"), then takes

@@ -150,6 +150,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let ingest = Ingest::from_config(spool.clone(), &config);
     let (trigger, shutdown) = Shutdown::new();
     let ready = Ready::default();
+    // Start-up itself is a component: /ready must not answer 200 in the
+    // moment between the admin API's start and the sources' registration.
+    let starting = ready.register();
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<RunError>(4);
 
     let admin = match config.admin.enabled {
@@ -256,6 +259,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             }),
         ));
     }
+    starting.mark_ready();
     let gauges = tokio::spawn(report_spool_depth(
         spool.clone(),
         config.streams.keys().cloned().collect(),

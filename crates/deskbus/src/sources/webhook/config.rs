@@ -28,7 +28,7 @@ pub struct WebhookConfig {
     pub max_events: usize,
     /// Most bytes of request bodies held at once, across requests (read,
     /// or waiting for their commit), from `max_body_bytes` to 4294967295
-    /// (4 GiB). A request whose body would go past it waits up to 1 s for
+    /// (about 4 GiB). A request whose body would go past it waits up to 1 s for
     /// room, then gets 503 with `Retry-After: 1`. Counted as bodies arrive,
     /// so clients that send slowly hold only what they sent.
     /// Default 268435456 (256 MiB), or `max_body_bytes` if larger.

@@ -113,13 +113,21 @@ async fn read_body(
     Ok(Bytes::from(body))
 }
 
+/// A JSON answer. Every 503 (busy, shutting down, spool unavailable) says
+/// when to try again: `Retry-After: 1`.
 fn reply(status: StatusCode, body: Value) -> Response {
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }
 
 fn refuse(
@@ -216,7 +224,7 @@ async fn handle(
             );
         }
         Ok(Err(BodyRefused::Busy)) => {
-            let mut busy = refuse(
+            return refuse(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
@@ -225,9 +233,6 @@ async fn handle(
                     state.config.max_buffered_bytes
                 ),
             );
-            busy.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            return busy;
         }
         Err(_) => {
             return refuse(
