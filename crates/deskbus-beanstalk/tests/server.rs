@@ -351,7 +351,7 @@ async fn replies_read_before_a_timeout_are_kept() {
     let jobs: Vec<Job<'_>> = bodies.iter().map(|b| job(b.as_bytes())).collect();
     let mut results = Vec::new();
     let waited =
-        tokio::time::timeout(Duration::from_secs(2), c.put_many_into(&jobs, &mut results)).await;
+        tokio::time::timeout(Duration::from_secs(5), c.put_many_into(&jobs, &mut results)).await;
     assert!(waited.is_err(), "the stalled batch finished: {results:?}");
     assert!(c.is_broken());
     assert!(matches!(c.stats().await, Err(Error::Broken)));

@@ -102,6 +102,23 @@ fn tube(name: &str) -> String {
     format!("deskbus.src.{name}.{}", uuid7())
 }
 
+/// Waits (10 s at most) until `tube`'s counters are `want`: deskbus
+/// deletes jobs after their commit, so after they are delivered too.
+async fn wait_tube_counts(address: &str, tube: &str, want: (u64, u64, u64, u64)) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts = tube_counts(address, tube).await;
+        if counts == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tube {tube}: {counts:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `stats-tube` counters of `tube`: (ready, reserved, buried, deletes).
 async fn tube_counts(address: &str, tube: &str) -> (u64, u64, u64, u64) {
     let stats = client(address)
@@ -216,9 +233,8 @@ async fn envelopes_become_events_and_jobs_are_deleted_after_the_commit() {
     tickets.sort();
     assert_eq!(tickets, (0..20).collect::<Vec<_>>());
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(tube_counts(&address, "tickets").await, (0, 0, 0, 20));
-    assert_eq!(tube_counts(&address, "notes").await, (0, 0, 0, 1));
+    wait_tube_counts(&address, "tickets", (0, 0, 0, 20)).await;
+    wait_tube_counts(&address, "notes", (0, 0, 0, 1)).await;
     assert_eq!(
         tube_counts(&address, "default").await.0,
         1,
@@ -244,9 +260,8 @@ async fn works_on_the_shared_server_with_tubes_of_its_own() {
         .collect();
     seen.sort();
     assert_eq!(seen, (0..100).collect::<Vec<_>>());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(tube_counts(SHARED, &a).await, (0, 0, 0, 50));
-    assert_eq!(tube_counts(SHARED, &b).await, (0, 0, 0, 50));
+    wait_tube_counts(SHARED, &a, (0, 0, 0, 50)).await;
+    wait_tube_counts(SHARED, &b, (0, 0, 0, 50)).await;
     drop(deskbus);
 }
 
@@ -277,15 +292,7 @@ async fn jobs_no_use_case_wants_are_deleted_and_counted() {
         "{events:?}"
     );
     // Committed as "nothing to keep", so deleted like the others, and counted.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tube_counts(&address, "calls").await != (0, 0, 0, 3) {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            tube_counts(&address, "calls").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_tube_counts(&address, "calls", (0, 0, 0, 3)).await;
     let unmatched = tokio::task::block_in_place(|| {
         deskbus.metric(
             "deskbus_source_rejected_events_total",
@@ -335,7 +342,7 @@ async fn malformed_jobs_go_to_dead_letters_and_are_deleted() {
             "{reason}: {line}"
         );
     }
-    assert_eq!(tube_counts(&address, "tickets").await, (0, 0, 0, 5));
+    wait_tube_counts(&address, "tickets", (0, 0, 0, 5)).await;
     drop(deskbus);
 }
 

@@ -371,8 +371,7 @@ async fn poison_events_go_to_dead_letters_and_the_rest_flows() {
     let delivered = collect_until(&mut kind, "tickets.none", 20, Duration::from_secs(20)).await;
     conformance::assert_delivered(&delivered, &ids(&good), true);
 
-    let (code, list, stderr) = bus.cli(&["dlq", "list"]);
-    assert_eq!(code, 0, "{stderr}");
+    let list = wait_dead_letters(&bus, 4);
     let line = conformance::dead_letter_line(&list, &too_big["id"]);
     assert!(line.contains("max_payload"), "{line}");
     let line = conformance::dead_letter_line(&list, &spaces["id"]);
@@ -381,7 +380,6 @@ async fn poison_events_go_to_dead_letters_and_the_rest_flows() {
     assert!(line.contains("wildcards"), "{line}");
     let line = conformance::dead_letter_line(&list, &empty_token["id"]);
     assert!(line.contains("empty token"), "{line}");
-    assert!(list.contains("4 dead letters"), "{list}");
 }
 
 /// No stream captures the subject: retried (not dead letters) until an

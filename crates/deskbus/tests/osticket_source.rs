@@ -599,11 +599,11 @@ fn out(dir: &Path, source: &str) -> PathBuf {
     dir.join("out").join(format!("{source}.ndjson"))
 }
 
+/// The events in `path` so far (a line still being written is not one).
 fn read_events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+    event_lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 

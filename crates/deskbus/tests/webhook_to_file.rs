@@ -236,7 +236,9 @@ async fn an_older_spool_is_upgraded_and_its_pending_events_delivered() {
             "../../deskbus-spool/tests/fixtures/spool-v1.sql"
         ))
         .unwrap();
-    let (dir, mut bus) = start_webhook_to_file_in(dir, "", "", "");
+    // The fixture's use case for stream `out`, still in the config.
+    let legacy = "[use_cases.uc]\ninputs = [\"web\"]\nevents = [\"legacy.event\"]\nstream = \"out\"\nqueue = \"q\"\n";
+    let (dir, mut bus) = start_webhook_to_file_in(dir, "", "", legacy);
     // e1, e3 and e4 of the fixture, queue `q`, payload `{}`.
     let migrated = dir.path().join("out/q.ndjson");
     wait_for(Duration::from_secs(20), "the 3 pending events", || {

@@ -537,7 +537,8 @@ async fn deliver(
         let Some(format) = formats.get(&entry.use_case).map(|f| &**f) else {
             results[i] = Err(DeliveryError::permanent(format!(
                 "use case `{}` is no longer in the config (removed or renamed): \
-                 nothing says how to shape its entries",
+                 nothing says how to shape its entries; add it back and retry them, \
+                 or drop them",
                 entry.use_case
             )));
             continue;

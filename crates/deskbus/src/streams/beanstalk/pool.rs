@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deskbus_beanstalk::{Connection, Error, Job, Put};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
 
 /// A server that does not accept within this long is as good as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -17,6 +17,10 @@ pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct Pool {
     address: String,
     slots: Vec<Mutex<Option<Slot>>>,
+    /// One permit per slot: whoever holds one finds a slot free, so a
+    /// batch waits for the first connection to come free, not for one it
+    /// picked (which may be waiting out a hung server's timeout).
+    free: Semaphore,
     next: AtomicUsize,
 }
 
@@ -26,28 +30,55 @@ pub(super) struct Slot {
     using: String,
 }
 
-pub(super) type Checkout<'a> = MutexGuard<'a, Option<Slot>>;
+/// A slot in use. Its guard is released before its permit (field order),
+/// so the next permit holder finds the slot free.
+pub(super) struct Checkout<'a> {
+    slot: MutexGuard<'a, Option<Slot>>,
+    _turn: Option<SemaphorePermit<'a>>,
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = Option<Slot>;
+
+    fn deref(&self) -> &Option<Slot> {
+        &self.slot
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut Option<Slot> {
+        &mut self.slot
+    }
+}
 
 impl Pool {
     pub(super) fn new(address: String, size: usize) -> Pool {
+        let size = size.max(1);
         Pool {
             address,
-            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            slots: (0..size).map(|_| Mutex::new(None)).collect(),
+            free: Semaphore::new(size),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// A free connection slot, or the next one in turn once it is free.
-    /// Holding the guard gives exclusive use: replies on a connection must
-    /// be read by whoever sent the commands.
+    /// A free connection slot, or the first one to come free. Holding it
+    /// gives exclusive use: replies on a connection must be read by
+    /// whoever sent the commands.
     pub(super) async fn checkout(&self) -> Checkout<'_> {
+        // The semaphore is never closed: `ok()` is always a permit.
+        let turn = self.free.acquire().await.ok();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         for i in 0..self.slots.len() {
-            if let Ok(guard) = self.slots[(start + i) % self.slots.len()].try_lock() {
-                return guard;
+            if let Ok(slot) = self.slots[(start + i) % self.slots.len()].try_lock() {
+                return Checkout { slot, _turn: turn };
             }
         }
-        self.slots[start].lock().await
+        // Not reached while permits and slots match; waiting is still right.
+        Checkout {
+            slot: self.slots[start].lock().await,
+            _turn: turn,
+        }
     }
 
     /// A new connection, for a health check that must not wait on deliveries.
@@ -156,5 +187,33 @@ impl Pool {
             **slot = None;
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every connection busy, a batch takes the first one to come
+    /// free, not one it picked: a connection waiting out a hung server's
+    /// timeout holds back only its own batch.
+    #[tokio::test]
+    async fn a_batch_waits_for_the_first_free_connection() {
+        let pool = Pool::new("127.0.0.1:1".into(), 2);
+        let hung = pool.checkout().await;
+        let other = pool.checkout().await;
+        let waiting = pool.checkout();
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err(),
+            "both are busy"
+        );
+        drop(other);
+        let taken = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the connection that came free is taken");
+        drop((hung, taken));
     }
 }
