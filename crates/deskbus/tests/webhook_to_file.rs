@@ -213,6 +213,12 @@ async fn a_refused_outcome_gets_a_last_try_at_shutdown() {
         .query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))
         .unwrap();
     assert_eq!(pending, 0, "{}", bus.log());
+    // Recorded by the last try, not by a retry that came before it.
+    assert!(
+        bus.log().contains("get a last try before shutdown"),
+        "{}",
+        bus.log()
+    );
     assert!(
         !bus.log().contains("will be delivered again"),
         "{}",

@@ -203,6 +203,11 @@ impl Recorder {
         }
         self.last_try_done = true;
         self.retry_at = Instant::now();
+        tracing::warn!(
+            stream = %self.stream_id,
+            count = self.refused.len(),
+            "outcomes the spool refused get a last try before shutdown"
+        );
         true
     }
 
