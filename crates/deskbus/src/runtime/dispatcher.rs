@@ -817,16 +817,12 @@ mod tests {
         assert_eq!(*stream.0.lock().unwrap(), [Some("stream-out".to_owned())]);
     }
 
-    /// An entry whose use case left the config while it waited (removed or
-    /// renamed) goes to dead letters saying so, rather than to its stream
-    /// unshaped.
-    #[tokio::test]
-    async fn an_entry_whose_use_case_left_the_config_goes_to_dead_letters() {
-        let dir = tempfile::tempdir().unwrap();
-        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
-        let stream = Arc::new(TakesAll::default());
-        let mut dispatcher = one_at_a_time(stream.clone(), spool.clone(), RetryPolicy::default());
-        dispatcher.formats = Arc::new(HashMap::new());
+    /// Runs `dispatcher` until stream `out` has a dead letter (10 s at
+    /// most), stops it, and returns the dead letters.
+    async fn run_until_dead_lettered(
+        dispatcher: Dispatcher,
+        spool: &Spool,
+    ) -> Vec<deskbus_spool::DeadLetter> {
         let (trigger, shutdown) = Shutdown::new();
         let running = tokio::spawn(dispatcher.run(shutdown));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -837,7 +833,25 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let dead = spool.dead_letters(Some("out"), 10).unwrap();
+        trigger.send(true).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the dispatcher stops at shutdown");
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+        spool.dead_letters(Some("out"), 10).unwrap()
+    }
+
+    /// An entry whose use case left the config while it waited (removed or
+    /// renamed) goes to dead letters saying so, rather than to its stream
+    /// unshaped.
+    #[tokio::test]
+    async fn an_entry_whose_use_case_left_the_config_goes_to_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = super::super::spool_with_one_entry(&dir.path().join("spool.db")).await;
+        let stream = Arc::new(TakesAll::default());
+        let mut dispatcher = one_at_a_time(stream.clone(), spool.clone(), RetryPolicy::default());
+        dispatcher.formats = Arc::new(HashMap::new());
+        let dead = run_until_dead_lettered(dispatcher, &spool).await;
         assert!(
             dead[0]
                 .reason
@@ -846,11 +860,6 @@ mod tests {
             dead[0].reason
         );
         assert!(stream.0.lock().unwrap().is_empty(), "nothing was sent");
-        trigger.send(true).unwrap();
-        let ended = tokio::time::timeout(Duration::from_secs(10), running)
-            .await
-            .expect("the dispatcher stops at shutdown");
-        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
     }
 
     /// Panics at its first `times` deliveries (with "poison"), then takes
@@ -903,17 +912,7 @@ mod tests {
         };
         let stream = Arc::new(PanicsFirst::times(usize::MAX));
         let dispatcher = one_at_a_time(stream, spool.clone(), retry);
-        let (trigger, shutdown) = Shutdown::new();
-        let running = tokio::spawn(dispatcher.run(shutdown));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while spool.stats().unwrap().streams["out"].dead_letters == 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never dead-lettered"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let dead = spool.dead_letters(Some("out"), 10).unwrap();
+        let dead = run_until_dead_lettered(dispatcher, &spool).await;
         assert_eq!(dead.len(), 1);
         assert_eq!(spool.stats().unwrap().streams["out"].depth, 0);
         assert_eq!(dead[0].attempts, 2);
@@ -922,11 +921,6 @@ mod tests {
             "{}",
             dead[0].reason
         );
-        trigger.send(true).unwrap();
-        let ended = tokio::time::timeout(Duration::from_secs(10), running)
-            .await
-            .expect("the dispatcher stops at shutdown");
-        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
     }
 
     /// A stream that panics fails that delivery only: the entry counts a
