@@ -56,7 +56,7 @@ impl Amqp {
         let (exchange, queue) = (name.clone(), format!("{name}.q"));
         let setup = connect().await;
         let channel = setup.create_channel().await.unwrap();
-        declare(&channel, &exchange, &queue, binding).await;
+        declare(&channel, &exchange, &queue, binding).await.unwrap();
         let _ = setup.close(200, "set up".into()).await;
         let inbox = Inbox::default();
         let consumer = tokio::spawn(consume(
@@ -115,7 +115,7 @@ async fn consume(exchange: String, queue: String, binding: String, inbox: Inbox)
         };
         let session = async {
             let channel = c.create_channel().await?;
-            declare(&channel, &exchange, &queue, &binding).await;
+            declare(&channel, &exchange, &queue, &binding).await?;
             channel.basic_qos(500, BasicQosOptions::default()).await?;
             let consumer = channel
                 .basic_consume(

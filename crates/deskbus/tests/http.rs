@@ -98,20 +98,44 @@ async fn hook(
     }
 }
 
-/// Serves the receiver on `addr` until the returned handle is aborted.
-async fn serve(addr: SocketAddr, receiver: Arc<Receiver>) -> tokio::task::JoinHandle<()> {
+/// The receiver's server, until [`Server::stop`] or drop.
+struct Server {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops it as a restarted receiver would be: no more connections, and
+    /// the open ones (deskbus's keep-alive ones too) closed once their
+    /// request in flight, if any, is answered.
+    async fn stop(mut self) {
+        self.stop.take();
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Serves the receiver on `addr`.
+async fn serve(addr: SocketAddr, receiver: Arc<Receiver>) -> Server {
     let app = axum::Router::new()
         .route("/hook/{queue}", axum::routing::post(hook))
         .with_state(receiver);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
         .await
         .unwrap();
-    })
+    });
+    Server {
+        stop: Some(stop),
+        task,
+    }
 }
 
 fn config(
@@ -233,8 +257,7 @@ async fn poison_goes_to_dead_letters_and_a_server_restart_loses_nothing() {
     let bus = start(dir.path(), admin, web, sink, "ndjson");
     let mut ids = post_events(&bus, 2_000, json!(null)).await;
     // The receiver goes away in the middle of the run, then comes back.
-    server.abort();
-    let _ = server.await;
+    server.stop().await;
     ids.extend(post_events(&bus, 2_000, json!(null)).await);
     let client = http_client();
     let poison_id = uuid7();

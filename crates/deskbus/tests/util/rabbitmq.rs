@@ -60,8 +60,14 @@ pub async fn delete(connection: Connection, exchange: &str, queue: &str) {
 
 /// Declares the exchange as deskbus does (durable topic) and a durable
 /// queue that the broker deletes after 10 minutes unused, should a failed
-/// run leave it behind.
-pub async fn declare(channel: &Channel, exchange: &str, queue: &str, binding: &str) {
+/// run leave it behind. An error, not a panic: a consumer that reconnects
+/// while the broker restarts tries again.
+pub async fn declare(
+    channel: &Channel,
+    exchange: &str,
+    queue: &str,
+    binding: &str,
+) -> Result<(), lapin::Error> {
     channel
         .exchange_declare(
             exchange.into(),
@@ -72,8 +78,7 @@ pub async fn declare(channel: &Channel, exchange: &str, queue: &str, binding: &s
             },
             FieldTable::default(),
         )
-        .await
-        .unwrap();
+        .await?;
     let mut arguments = FieldTable::default();
     arguments.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
     channel
@@ -85,8 +90,7 @@ pub async fn declare(channel: &Channel, exchange: &str, queue: &str, binding: &s
             },
             arguments,
         )
-        .await
-        .unwrap();
+        .await?;
     channel
         .queue_bind(
             queue.into(),
@@ -95,8 +99,8 @@ pub async fn declare(channel: &Channel, exchange: &str, queue: &str, binding: &s
             QueueBindOptions::default(),
             FieldTable::default(),
         )
-        .await
-        .unwrap();
+        .await?;
+    Ok(())
 }
 
 /// Runs `rabbitmqctl -q <args>`; its standard output.
