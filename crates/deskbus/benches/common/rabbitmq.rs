@@ -34,7 +34,9 @@ impl Topology {
         let exchange = format!("deskbus.bench.{name}.{}", std::process::id());
         let queue = format!("{exchange}.q");
         let channel = connection.create_channel().await.unwrap();
-        shared::declare(&channel, &exchange, &queue, "#").await;
+        shared::declare(&channel, &exchange, &queue, "#")
+            .await
+            .unwrap();
         Topology {
             connection,
             exchange,
