@@ -475,6 +475,35 @@ fn input_id(delivery: &Delivery) -> String {
 mod tests {
     use super::*;
 
+    /// A redelivered message is taken for a committed one only when id,
+    /// routing key and body all match: a reused id with another body is
+    /// another input.
+    #[test]
+    fn fingerprints_hold_the_id_the_routing_key_and_the_body() {
+        let message = |key: &str, id: Option<&str>, body: &[u8]| {
+            let mut delivery = Delivery::mock(1, "x".into(), key.into(), true, body.to_vec());
+            if let Some(id) = id {
+                delivery.properties = lapin::BasicProperties::default().with_message_id(id.into());
+            }
+            delivery_fingerprint(&delivery)
+        };
+        let one = message("t.a", Some("e1"), b"{}");
+        assert!(one.is_some());
+        assert_eq!(one, message("t.a", Some("e1"), b"{}"));
+        assert_ne!(
+            one,
+            message("t.a", Some("e1"), b"{\"n\":2}"),
+            "another body"
+        );
+        assert_ne!(
+            one,
+            message("t.b", Some("e1"), b"{}"),
+            "another routing key"
+        );
+        assert_ne!(one, message("t.a", Some("e2"), b"{}"), "another id");
+        assert_eq!(message("t.a", None, b"{}"), None, "no id, no identity");
+    }
+
     #[test]
     fn message_ids_become_stable_event_ids() {
         let id = "0197a3c0-0000-7000-8000-000000000000";
