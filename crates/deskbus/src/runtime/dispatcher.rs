@@ -543,7 +543,6 @@ async fn deliver(
             )));
             continue;
         };
-        let format = Some(format);
         match shape(format, entry).and_then(|payload| Ok((queue_of(format, entry)?, payload))) {
             Ok((queue, payload)) => {
                 deliveries.push(Delivery {
@@ -552,7 +551,7 @@ async fn deliver(
                     order_key: &entry.order_key,
                     queue,
                     payload,
-                    content_type: format.map_or("application/json", |f| f.content_type()),
+                    content_type: format.content_type(),
                 });
                 positions.push(i);
             }
@@ -574,13 +573,14 @@ async fn deliver(
 
 /// The entry's queue; an entry replayed from a routing-time dead letter has
 /// none yet, and gets it from the use case's current template.
-fn queue_of<'a>(format: Option<&UseCaseFormat>, entry: &'a Entry) -> Result<Cow<'a, str>, String> {
+fn queue_of<'a>(format: &UseCaseFormat, entry: &'a Entry) -> Result<Cow<'a, str>, String> {
     if !entry.queue.is_empty() {
         return Ok(Cow::Borrowed(&entry.queue));
     }
     let template = format
-        .and_then(|f| f.queue.as_ref())
-        .ok_or("the entry has no queue and its use case no longer exists")?;
+        .queue
+        .as_ref()
+        .ok_or("the entry has no queue and its use case has no queue template")?;
     let event: deskbus_event::Event = serde_json::from_slice(&entry.payload)
         .map_err(|e| format!("spooled event is not readable: {e}"))?;
     template
@@ -589,16 +589,13 @@ fn queue_of<'a>(format: Option<&UseCaseFormat>, entry: &'a Entry) -> Result<Cow<
         .map_err(|e| format!("queue template {:?}: {e}", template.as_str()))
 }
 
-fn shape<'a>(format: Option<&UseCaseFormat>, entry: &'a Entry) -> Result<Cow<'a, [u8]>, String> {
-    match format {
-        None => Ok(Cow::Borrowed(&entry.payload)),
-        Some(format) if format.is_passthrough() => Ok(Cow::Borrowed(&entry.payload)),
-        Some(format) => {
-            let event: deskbus_event::Event = serde_json::from_slice(&entry.payload)
-                .map_err(|e| format!("spooled event is not readable: {e}"))?;
-            format.encode(&event).map(Cow::Owned)
-        }
+fn shape<'a>(format: &UseCaseFormat, entry: &'a Entry) -> Result<Cow<'a, [u8]>, String> {
+    if format.is_passthrough() {
+        return Ok(Cow::Borrowed(&entry.payload));
     }
+    let event: deskbus_event::Event = serde_json::from_slice(&entry.payload)
+        .map_err(|e| format!("spooled event is not readable: {e}"))?;
+    format.encode(&event).map(Cow::Owned)
 }
 
 /// Exponential backoff with "equal jitter": half the delay is fixed, half
